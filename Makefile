@@ -1,0 +1,41 @@
+# xgen: `make run` installs and trains the default experiment; `make test` installs and runs the tests.
+PY    ?= python3
+PIP   ?= $(PY) -m pip
+STAMP := .make
+ARGS  ?=
+
+.PHONY: install data run test test-fast bench clean help
+help:
+	@echo "make run    install, then train the default experiment (VAE on Fashion-MNIST, a few minutes on CPU)"
+	@echo "make test   install, then run the test suite"
+	@echo "make bench  benchmarks (one JSON line each)"
+
+install: $(STAMP)/install data
+
+$(STAMP)/install: pyproject.toml
+	@mkdir -p $(STAMP)
+	$(PIP) install -e ".[test]"
+	@touch $@
+
+# Debian/Ubuntu: Fashion-MNIST from the distribution (elsewhere xgen downloads it on first use).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  ( $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist ) \
+	  || echo "note: could not install dataset-fashion-mnist; xgen will download Fashion-MNIST instead"; \
+	fi
+
+run: install
+	xgen $(ARGS)
+
+test: install
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: install
+	@for f in bench/bench_*.py; do $(PY) $$f; done
+
+clean:
+	rm -rf $(STAMP) build dist src/*.egg-info .pytest_cache

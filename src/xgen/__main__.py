@@ -1,0 +1,3 @@
+from xgen.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""Image grids written to the run directory and sent to whichever image-capable logger is active.
+
+Peers' image callbacks often assume TensorBoard; here a grid is always saved as a PNG under
+``<run dir>/samples/`` and additionally logged to W&B (``WandbLogger.log_image``) and/or TensorBoard
+(``add_image``) when those loggers are in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torchvision.utils import make_grid, save_image
+
+
+def to_unit(images: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
+    lo, hi = float(value_range[0]), float(value_range[1])
+    return ((images.detach().float().cpu() - lo) / (hi - lo)).clamp_(0, 1)
+
+
+def samples_dir(trainer: L.Trainer) -> Path:
+    d = Path(trainer.default_root_dir) / "samples"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@rank_zero_only
+def log_grid(trainer: L.Trainer, key: str, images: torch.Tensor, nrow: int, value_range=(0.0, 1.0),
+             filename: str | None = None) -> Path:
+    """Save ``images`` (B, C, H, W) as one PNG grid and log it to W&B / TensorBoard if active.
+
+    Returns the PNG's path: ``<run dir>/samples/<filename or key_epochNNN>.png``.
+    """
+    grid = make_grid(to_unit(images, value_range), nrow=nrow, padding=2, pad_value=1.0)
+    name = filename or f"{key.replace('/', '_')}_epoch{trainer.current_epoch:03d}"
+    path = samples_dir(trainer) / f"{name}.png"
+    save_image(grid, path)
+    for logger in trainer.loggers:
+        kind = type(logger).__name__
+        if kind == "WandbLogger":
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+        elif kind == "TensorBoardLogger":
+            logger.experiment.add_image(key, grid, global_step=trainer.global_step)
+    return path
+
+
+class SampleGrids(L.Callback):
+    """Every ``every_n_epochs`` (and at the end of training) saves a grid of samples from fixed prior
+    draws and, for models with ``reconstruct``, a grid of fixed validation images (odd rows) above
+    their reconstructions (even rows).
+
+    The model must provide ``generate(n_or_latent)``; ``sample_latent``/``sample_prior`` fix the draws.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, num_reconstructions: int = 32,
+                 nrow: int = 8, seed: int = 0):
+        if every_n_epochs < 1:
+            raise ValueError(f"callbacks.sample_grids.every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs, self.num_samples, self.num_rec = every_n_epochs, num_samples, num_reconstructions
+        self.nrow, self.seed = nrow, seed
+        self._latent = None
+        self._real = None
+
+    def _fixed_latent(self, pl_module):
+        if self._latent is None:
+            g = torch.Generator().manual_seed(self.seed)
+            sampler = getattr(pl_module, "sample_latent", None) or pl_module.sample_prior
+            self._latent = sampler(self.num_samples, generator=g)
+        return self._latent.to(pl_module.device)
+
+    def _fixed_real(self, trainer):
+        if self._real is None and self.num_rec > 0:
+            dm = trainer.datamodule
+            if dm is not None and hasattr(dm, "split"):
+                x, _ = dm.split("val")
+                self._real = dm.scale(x[: self.num_rec])
+        return self._real
+
+    @torch.no_grad()
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool = False) -> list[Path]:
+        was_training = pl_module.training
+        pl_module.eval()
+        paths = []
+        vr = getattr(pl_module, "value_range", (0.0, 1.0))
+        suffix = "final" if final else None
+        try:
+            imgs = pl_module.generate(self._fixed_latent(pl_module))
+            paths.append(log_grid(trainer, "samples", imgs, self.nrow, vr,
+                                  filename="samples_final" if suffix else None))
+            real = self._fixed_real(trainer) if hasattr(pl_module, "reconstruct") else None
+            if real is not None:
+                real = real.to(pl_module.device)
+                rec = pl_module.reconstruct(real)
+                rows = [t for i in range(0, real.shape[0], self.nrow) for t in (real[i:i + self.nrow], rec[i:i + self.nrow])]
+                paths.append(log_grid(trainer, "reconstructions", torch.cat(rows), self.nrow, vr,
+                                      filename="reconstructions_final" if suffix else None))
+        finally:
+            pl_module.train(was_training)
+        return paths
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self.write(trainer, pl_module, final=True)

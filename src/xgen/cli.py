@@ -1,0 +1,45 @@
+"""The ``xgen`` command: a Hydra application over the configs shipped in ``xgen.conf``.
+
+    xgen                                   # the default experiment (VAE on Fashion-MNIST)
+    xgen model=beta_vae model.beta=4 data=digits trainer.max_epochs=1
+    xgen -m model=vae,beta_vae data=digits # a multirun
+    xgen --help / xgen --cfg job           # Hydra's help and the composed config
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+CONFIG_DIR = str(Path(str(files("xgen.conf"))).resolve())
+
+
+def _train_app():
+    import hydra
+    from omegaconf import DictConfig
+
+    from xgen.errors import XgenError
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+    def run(cfg: DictConfig):
+        from hydra.core.hydra_config import HydraConfig
+
+        from xgen.train import train
+
+        try:
+            summary = train(cfg, HydraConfig.get().runtime.output_dir)
+        except XgenError as e:
+            print(f"xgen: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return summary["metrics"].get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
+
+    return run
+
+
+def main() -> None:
+    _train_app()()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Data modules over in-memory uint8 tensors: one tensor on the training device, batches by indexing.
+
+MNIST-size datasets fit in memory many times over. Keeping them as a single uint8 tensor that is moved
+to the training device once, and drawing shuffled batches by indexing it, avoids per-image PIL
+transforms, worker processes and host-to-device copies on every step (DESIGN.md, "Data path").
+
+Every data module here yields ``(images, labels)`` with images float32 ``(B, C, H, W)`` in the value
+range the model asks for (``model.value_range``, (0, 1) unless the model says otherwise, e.g. (-1, 1)
+for tanh generators) and labels int64 ``(B,)``. Labels are for evaluation only; models train
+unsupervised.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Sequence
+
+import lightning as L
+import torch
+
+from xgen.errors import ConfigError, check
+
+Tensor = torch.Tensor
+
+
+def to_value_range(x: Tensor, value_range: Sequence[float]) -> Tensor:
+    """uint8 images in [0, 255] -> float32 in [lo, hi]."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    return x.to(torch.float32).mul_((hi - lo) / 255.0).add_(lo)
+
+
+class TensorBatches:
+    """An iterable of batches drawn by indexing device-resident tensors.
+
+    Shuffling uses a generator seeded from ``(seed, epoch)``, so the order of every epoch is
+    reproducible and a resumed run sees the same batches as an uninterrupted one. Under DDP each rank
+    takes a disjoint, equally long slice of the same permutation.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, shuffle: bool,
+                 drop_last: bool, value_range: Sequence[float], seed: int = 0,
+                 epoch_fn: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8, got {images.dtype}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.value_range = tuple(value_range)
+        self.seed, self.epoch_fn = int(seed), epoch_fn
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    def _num_local(self) -> int:
+        n = self.images.shape[0]
+        return n // self.world_size if self.world_size > 1 else n
+
+    def __len__(self) -> int:
+        n = self._num_local()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _indices(self) -> Tensor:
+        n = self.images.shape[0]
+        if self.shuffle:
+            epoch = self.epoch_fn() if self.epoch_fn is not None else 0
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:
+            per_rank = n // self.world_size
+            idx = idx[self.rank::self.world_size][:per_rank]
+        return idx.to(self.images.device, non_blocking=True)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        idx = self._indices()
+        for b in range(len(self)):
+            sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            yield to_value_range(self.images[sel], self.value_range), self.labels[sel]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base class: a dataset held as one uint8 tensor ``(N, C, H, W)`` plus int64 labels.
+
+    Subclasses set ``name`` and ``image_shape`` and implement :meth:`load_split` (and, where files can
+    be fetched, :meth:`download`). The validation split is carved from the training split
+    (``val_size`` images, chosen with ``seed``) unless the dataset has its own.
+
+    Args:
+        root: directory searched first for the dataset's files (see :mod:`xgen.data.locate`).
+        batch_size: training batch size (per process under DDP); the last partial batch is dropped.
+        eval_batch_size: batch size for validation/test (default: ``batch_size``).
+        val_size: images held out of the training split for validation (int) or a fraction (float).
+        train_subset: keep only the first N training images (after the split); ``None`` keeps all.
+        value_range: range of the float images handed to the model; ``None`` asks the model
+            (its ``value_range`` attribute), falling back to (0, 1).
+        on_device: move the tensors to the training device once (``True``) or keep them in host
+            memory and copy each batch (``False``).
+        download: allow downloading missing files when online.
+        seed: seed of the train/val split and of the shuffling.
+    """
+
+    name: str = "dataset"
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int | None = None
+    has_val_split: bool = False  # the dataset ships its own validation split
+
+    def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
+                 val_size: int | float = 5000, train_subset: int | None = None,
+                 value_range: Sequence[float] | None = None, on_device: bool = True,
+                 download: bool = True, seed: int = 0):
+        super().__init__()
+        check(int(batch_size) >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
+        check(eval_batch_size is None or int(eval_batch_size) >= 1, "data.eval_batch_size",
+              f"must be >= 1 or null, got {eval_batch_size}")
+        check(float(val_size) >= 0, "data.val_size", f"must be >= 0, got {val_size}")
+        check(train_subset is None or int(train_subset) >= 1, "data.train_subset",
+              f"must be >= 1 or null, got {train_subset}")
+        if value_range is not None:
+            check(len(value_range) == 2 and float(value_range[0]) < float(value_range[1]),
+                  "data.value_range", f"must be [low, high] with low < high, got {value_range}")
+        self.root = root
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.val_size = val_size
+        self.train_subset = train_subset
+        self.value_range = tuple(value_range) if value_range is not None else None
+        self.on_device = on_device
+        self.download_allowed = download
+        self.seed = int(seed)
+        self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self._device_splits: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+
+    # ----------------------------------------------------------------------------- to override
+    def load_split(self, split: str) -> tuple[Tensor, Tensor]:
+        """Return ``(images uint8 (N, C, H, W), labels int64 (N,))`` for split 'train' or 'test'
+        (and 'val' when ``has_val_split``). Raise DataError when files are missing or corrupt."""
+        raise NotImplementedError
+
+    def download(self) -> None:
+        """Fetch missing files (online only). The default: nothing to download."""
+
+    # ----------------------------------------------------------------------------- Lightning hooks
+    def prepare_data(self) -> None:
+        """Called on one process: make sure files exist (download when allowed), else raise."""
+        self.download()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        train_x, train_y = self.load_split("train")
+        self._check_images(train_x, "train")
+        if self.has_val_split:
+            val_x, val_y = self.load_split("val")
+        else:
+            n_val = self._num_val(train_x.shape[0])
+            g = torch.Generator().manual_seed(self.seed)
+            perm = torch.randperm(train_x.shape[0], generator=g)
+            val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+            val_x, val_y = train_x[val_idx], train_y[val_idx]
+            train_x, train_y = train_x[train_idx], train_y[train_idx]
+        if self.train_subset is not None:
+            train_x, train_y = train_x[: int(self.train_subset)], train_y[: int(self.train_subset)]
+        test_x, test_y = self.load_split("test")
+        self._splits = {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
+
+    def _num_val(self, n_train: int) -> int:
+        v = self.val_size
+        n_val = int(round(float(v) * n_train)) if isinstance(v, float) and v < 1 else int(v)
+        if n_val >= n_train:
+            raise ConfigError(f"data.val_size: {v} leaves no training images out of {n_train}; "
+                              "choose a smaller validation split.")
+        return n_val
+
+    def _check_images(self, x: Tensor, split: str) -> None:
+        if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{type(self).__name__}.load_split('{split}') returned {tuple(x.shape)} "
+                             f"{x.dtype}; expected uint8 (N, {', '.join(map(str, self.image_shape))})")
+
+    # ----------------------------------------------------------------------------- access
+    def split(self, split: str) -> tuple[Tensor, Tensor]:
+        """The uint8 images and labels of a split (host memory), loading them on first use."""
+        if not self._splits:
+            self.prepare_data()
+            self.setup()
+        if split not in self._splits:
+            raise KeyError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+        return self._splits[split]
+
+    def resolved_value_range(self) -> tuple[float, float]:
+        if self.value_range is not None:
+            return self.value_range  # type: ignore[return-value]
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        return tuple(getattr(module, "value_range", (0.0, 1.0)))  # type: ignore[return-value]
+
+    def scale(self, x_uint8: Tensor) -> Tensor:
+        """uint8 images -> float images in the resolved value range."""
+        return to_value_range(x_uint8, self.resolved_value_range())
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        if self.on_device and trainer is not None:
+            return trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _on_device(self, split: str) -> tuple[Tensor, Tensor]:
+        device = self._device()
+        key = (split, str(device))
+        if key not in self._device_splits:
+            x, y = self.split(split)
+            self._device_splits = {k: v for k, v in self._device_splits.items() if k[1] == str(device)}
+            self._device_splits[key] = (x.to(device), y.to(device))
+        return self._device_splits[key]
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool, drop_last: bool) -> TensorBatches:
+        x, y = self._on_device(split)
+        trainer = getattr(self, "trainer", None)
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        if drop_last and x.shape[0] // world < batch_size:
+            raise ConfigError(f"data.batch_size: {batch_size} is larger than the {x.shape[0] // world} "
+                              f"'{split}' images each process gets; lower data.batch_size.")
+        return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
+                             value_range=self.resolved_value_range(), seed=self.seed,
+                             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+                             rank=rank, world_size=world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._loader("train", self.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._loader("val", self.eval_batch_size, shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._loader("test", self.eval_batch_size, shuffle=False, drop_last=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches from streaming loaders arrive as uint8: scale them on the device."""
+        x, y = batch
+        if x.dtype == torch.uint8:
+            x = self.scale(x)
+        return x, y
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state.get("seed", self.seed))

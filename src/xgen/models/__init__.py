@@ -1,0 +1,5 @@
+"""LightningModules: ``from xgen.models import VAE, BetaVAE, InfoVAE``."""
+
+from xgen.models.vae import VAE, BetaVAE, InfoVAE
+
+__all__ = ["VAE", "BetaVAE", "InfoVAE"]

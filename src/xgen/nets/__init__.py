@@ -1,0 +1,1 @@
+"""Plain nn.Modules (encoders, decoders, generators, discriminators), sized from the image shape."""

@@ -1,0 +1,69 @@
+"""Loggers from the ``logger`` config group: CSV always, W&B (offline when there is no network),
+TensorBoard optional."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+WANDB_HOST = ("api.wandb.ai", 443)
+
+
+def network_available(host: tuple[str, int] = WANDB_HOST, timeout: float = 1.5) -> bool:
+    """True when a TCP connection to ``host`` opens within ``timeout`` seconds."""
+    try:
+        with socket.create_connection(host, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wandb_mode(requested: str | None) -> str:
+    """'online' or 'offline': $WANDB_MODE wins, then the config, then 'auto' tests the network."""
+    env = os.environ.get("WANDB_MODE")
+    if env in ("offline", "dryrun", "disabled"):
+        return "offline"
+    mode = (requested or "auto").lower()
+    if mode == "auto":
+        return "online" if network_available() else "offline"
+    if mode not in ("online", "offline"):
+        raise ValueError(f"logger.wandb.mode: expected auto, online or offline, got {requested!r}")
+    return mode
+
+
+def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Path | None = None) -> list[Logger]:
+    """Instantiate the configured loggers; a CSVLogger writing ``<run_dir>/metrics.csv`` is always first.
+
+    For W&B the run id is stored in ``<run_dir>/wandb_id.txt`` so that a resumed run (``ckpt_path``
+    pointing into ``resume_from``) continues the same W&B run.
+    """
+    from hydra.utils import instantiate
+
+    cfg = dict(cfg or {})
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    for name, spec in cfg.items():
+        if not spec or name == "csv":
+            continue
+        spec = dict(spec)
+        target = str(spec.get("_target_", ""))
+        if target.endswith("WandbLogger"):
+            mode = wandb_mode(spec.pop("mode", "auto"))
+            spec["offline"] = mode == "offline"
+            spec.setdefault("save_dir", str(run_dir))
+            id_file = (resume_from or run_dir) / "wandb_id.txt"
+            if id_file.is_file():
+                spec["id"] = id_file.read_text().strip()
+                spec["resume"] = "allow"
+            logger = instantiate(spec)
+            run_id = getattr(logger, "version", None)
+            if run_id:
+                (run_dir / "wandb_id.txt").write_text(str(run_id))
+            loggers.append(logger)
+        else:
+            spec.setdefault("save_dir", str(run_dir))
+            loggers.append(instantiate(spec))
+    return loggers
