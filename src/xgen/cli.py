@@ -37,7 +37,21 @@ def _train_app():
     return run
 
 
-def main() -> None:
+# `xgen <sub> ...` runs another entry point; anything else is a Hydra training run.
+SUBCOMMANDS = {
+    "eval": "xgen.evaluate:main",   # metrics of a checkpoint or run directory
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module, func = SUBCOMMANDS[argv[0]].split(":")
+        sys.argv = [f"xgen {argv[0]}", *argv[1:]]
+        raise SystemExit(getattr(importlib.import_module(module), func)(argv[1:]))
+    sys.argv = [sys.argv[0], *argv]
     _train_app()()
 
 
