@@ -57,3 +57,43 @@ def adam(params, lr: float, betas, weight_decay: float = 0.0) -> torch.optim.Ada
     params = list(params)
     fused = bool(params) and params[0].is_cuda
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
+
+
+CLASS_KEY = "xgen_class"
+
+
+def class_path(obj_or_cls: Any) -> str:
+    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def record_class(module: Any, checkpoint: dict) -> None:
+    """Store the LightningModule's import path in the checkpoint (call from ``on_save_checkpoint``)."""
+    checkpoint[CLASS_KEY] = class_path(module)
+
+
+def load_model(path: str, map_location: str | torch.device = "cpu"):
+    """Load any xgen model from a checkpoint file alone.
+
+    The class comes from the checkpoint's ``xgen_class`` entry, else from the run directory's
+    ``config.yaml`` (``model._target_``).
+    """
+    import importlib
+    from pathlib import Path
+
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    target = ckpt.get(CLASS_KEY)
+    if target is None:
+        p = Path(path).resolve()
+        for cfg_file in (p.parent / "config.yaml", p.parent.parent / "config.yaml"):
+            if cfg_file.is_file():
+                from omegaconf import OmegaConf
+
+                target = OmegaConf.load(cfg_file).model["_target_"]
+                break
+    if target is None:
+        raise ConfigError(f"{path}: cannot tell which model this checkpoint holds (no '{CLASS_KEY}' "
+                          "entry and no config.yaml beside it).")
+    module, _, name = str(target).rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return cls.load_from_checkpoint(path, map_location=map_location)

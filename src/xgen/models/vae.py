@@ -19,7 +19,7 @@ from torch import nn
 
 from xgen.errors import check
 from xgen.metrics.mmd import KERNELS, mmd
-from xgen.models.base import adam, build_net, check_optim, plain
+from xgen.models.base import adam, build_net, check_optim, plain, record_class
 from xgen.nets.vae import ConvDecoder, ConvEncoder
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -143,6 +143,9 @@ class VAE(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        record_class(self, checkpoint)
 
     def configure_optimizers(self):
         h = self.hparams
