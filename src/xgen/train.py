@@ -55,7 +55,8 @@ def build(cfg: DictConfig, run_dir: Path):
     """Instantiate data module, model, callbacks, loggers and trainer (no data is read here)."""
     datamodule = instantiate(cfg.data, "data")
     # networks inside the model config are built by the model itself (it knows image_shape)
-    model = instantiate(cfg.model, "model", image_shape=list(datamodule.image_shape), _recursive_=False)
+    model = instantiate(cfg.model, "model", image_shape=list(datamodule.image_shape),
+                        _recursive_=False, _convert_="all")
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir)
