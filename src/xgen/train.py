@@ -59,7 +59,7 @@ def build(cfg: DictConfig, run_dir: Path):
                         _recursive_=False, _convert_="all")
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
-    loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir)
+    loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                           default_root_dir=str(run_dir))
     return datamodule, model, trainer, ckpt
@@ -77,7 +77,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     datamodule, model, trainer, ckpt = build(cfg, run_dir)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if v.numel() == 1 and not k.endswith("_step")}
     if cfg.get("test") and not trainer.interrupted:
         results = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: float(v) for r in results for k, v in r.items()})

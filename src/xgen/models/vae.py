@@ -129,10 +129,9 @@ class VAE(L.LightningModule):
         x = batch[0]
         t = self.terms(x)
         train = stage == "train"
-        self.log_dict({f"{stage}/{k}": v.detach() for k, v in t.items()}, on_step=train, on_epoch=True,
-                      prog_bar=False, sync_dist=not train, batch_size=x.shape[0])
-        self.log(f"{stage}/nelbo_pb", t["nelbo"].detach(), on_step=train, on_epoch=not train, prog_bar=True,
-                 logger=False, batch_size=x.shape[0])
+        for k, v in t.items():
+            self.log(f"{stage}/{k}", v.detach(), on_step=train, on_epoch=True, prog_bar=k == "nelbo",
+                     sync_dist=not train, batch_size=x.shape[0])
         return t["loss"]
 
     def training_step(self, batch, batch_idx):

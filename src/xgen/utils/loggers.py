@@ -4,7 +4,9 @@ TensorBoard optional."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,7 +37,26 @@ def wandb_mode(requested: str | None) -> str:
     return mode
 
 
-def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Path | None = None) -> list[Logger]:
+def csv_logger(run_dir: Path) -> CSVLogger:
+    """A CSVLogger writing ``<run_dir>/metrics.csv``; rows already there (a resumed run) are kept.
+
+    Lightning's CSV writer deletes an existing metrics.csv when it starts; xgen appends instead, so a
+    resumed run's metrics.csv holds the whole history.
+    """
+    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    path = run_dir / "metrics.csv"
+    previous = path.read_text() if path.is_file() else ""
+    with warnings.catch_warnings():  # "directory not empty": it holds config.yaml (and a resumed run)
+        warnings.simplefilter("ignore")
+        writer = logger.experiment  # created lazily; this is where an old metrics.csv is removed
+    if previous.strip():
+        path.write_text(previous)
+        writer.metrics_keys = previous.splitlines()[0].split(",")
+    return logger
+
+
+def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Path | None = None,
+                  model_name: str | None = None) -> list[Logger]:
     """Instantiate the configured loggers; a CSVLogger writing ``<run_dir>/metrics.csv`` is always first.
 
     For W&B the run id is stored in ``<run_dir>/wandb_id.txt`` so that a resumed run (``ckpt_path``
@@ -44,7 +65,7 @@ def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Pat
     from hydra.utils import instantiate
 
     cfg = dict(cfg or {})
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    loggers: list[Logger] = [csv_logger(run_dir)]
     for name, spec in cfg.items():
         if not spec or name == "csv":
             continue
@@ -54,15 +75,16 @@ def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Pat
             mode = wandb_mode(spec.pop("mode", "auto"))
             spec["offline"] = mode == "offline"
             spec.setdefault("save_dir", str(run_dir))
+            if not spec.get("job_type"):
+                spec["job_type"] = model_name
             id_file = (resume_from or run_dir) / "wandb_id.txt"
             if id_file.is_file():
                 spec["id"] = id_file.read_text().strip()
                 spec["resume"] = "allow"
-            logger = instantiate(spec)
-            run_id = getattr(logger, "version", None)
-            if run_id:
-                (run_dir / "wandb_id.txt").write_text(str(run_id))
-            loggers.append(logger)
+            elif not spec.get("id"):
+                spec["id"] = secrets.token_hex(4)  # W&B run ids: short lowercase strings
+            (run_dir / "wandb_id.txt").write_text(str(spec["id"]))
+            loggers.append(instantiate(spec))
         else:
             spec.setdefault("save_dir", str(run_dir))
             loggers.append(instantiate(spec))

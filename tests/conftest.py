@@ -1,0 +1,47 @@
+"""Shared fixtures: Hydra composition of xgen's shipped configs, small offline data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def compose(tmp_path):
+    """compose(overrides) -> the composed training config, run directory set to tmp_path/run."""
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from xgen.cli import CONFIG_DIR
+
+    def _make(overrides: list[str] | None = None):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = _compose("train", overrides=list(overrides or []), return_hydra_config=False)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+        return cfg
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def fashion_available():
+    """Fashion-MNIST from Debian's dataset-fashion-mnist; required in CI, skipped elsewhere."""
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install dataset-fashion-mnist (make data)")
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    return FASHION_DIR

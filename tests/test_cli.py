@@ -1,0 +1,132 @@
+"""The `xgen` command: composition, early errors, outputs of a run, resume, W&B offline, packaging."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from xgen.errors import ConfigError, DataError
+from xgen.train import train
+
+
+FAST = ["data=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
+        "model/net=mlp"]
+
+
+def run_cli(args, cwd, env_extra=None, timeout=300):
+    env = {**os.environ, "XGEN_OUTPUT": str(cwd / "outputs"), "WANDB_MODE": "offline", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "xgen", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_default_config_composes(compose):
+    cfg = compose()
+    assert cfg.data._target_ == "xgen.data.FashionMNISTDataModule"
+    assert cfg.model._target_ == "xgen.models.VAE" and cfg.model.likelihood == "bernoulli"
+    assert cfg.trainer.max_epochs >= 1
+
+
+@pytest.mark.parametrize("override,group", [("data=imagenet", "data"), ("model=vqvae", "model")])
+def test_unknown_names_list_the_options(compose, override, group):
+    with pytest.raises(MissingConfigException) as e:
+        compose([override])
+    msg = str(e.value)
+    assert f"Could not find '{group}/" in msg
+    assert ("fashion_mnist" in msg) if group == "data" else ("beta_vae" in msg and "info_vae" in msg)
+
+
+@pytest.mark.parametrize("override,key", [("model.beta=-1", "model.beta"), ("model.lr=0", "model.lr"),
+                                          ("data.size=30", "data.size")])
+def test_bad_values_fail_before_training(compose, override, key, tmp_path):
+    cfg = compose(["data=digits", override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_data_offline_fails_before_training(compose, tmp_path, monkeypatch):
+    from xgen.data import locate
+
+    monkeypatch.setattr(locate, "SYSTEM_DATASETS", tmp_path / "none")
+    monkeypatch.setenv("XGEN_DATA", str(tmp_path / "none"))
+    cfg = compose(["data=fashion_mnist", "data.download=false", f"data.root={tmp_path / 'none'}"])
+    with pytest.raises(DataError, match="files not found"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_run_leaves_checkpoint_samples_metrics_and_resumes(compose, tmp_path):
+    cfg = compose(FAST)
+    s = train(cfg)
+    run = tmp_path / "run"
+    assert s["status"] == "completed" and s["epochs"] == 1
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
+    pngs = sorted(p.name for p in (run / "samples").glob("*.png"))
+    assert "samples_final.png" in pngs and "reconstructions_final.png" in pngs
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    val = [r for r in rows if r.get("val/nelbo")]
+    assert val and 0 < float(val[-1]["val/nelbo"]) < 784 * 0.7  # well below a uniform model's 543 nats
+    assert json.loads((run / "summary.json").read_text())["metrics"]["test/nelbo"] > 0
+    # resume: one more epoch from last.ckpt continues the step count
+    cfg2 = compose(FAST + ["trainer.max_epochs=2", "ckpt_path=last"])
+    s2 = train(cfg2)
+    assert s2["epochs"] == 2 and s2["global_step"] == 2 * s["global_step"]
+    epochs = [float(r["epoch"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("val/nelbo")]
+    assert epochs == [0.0, 1.0]  # the resumed run appended to metrics.csv instead of replacing it
+
+
+def test_ckpt_path_last_without_checkpoint_is_explained(compose):
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
+        train(compose(FAST + ["ckpt_path=last"]))
+
+
+def test_wandb_offline_run_directory(compose, tmp_path):
+    s = train(compose(FAST + ["logger=wandb", "logger.wandb.mode=offline"]))
+    run = tmp_path / "run"
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert s["status"] == "completed" and len(runs) == 1
+    run_id = (run / "wandb_id.txt").read_text().strip()
+    assert runs[0].name.endswith(run_id)
+    assert list(runs[0].glob("*.wandb"))  # the run's log, synced later with `wandb sync`
+
+
+def test_cli_help_and_cfg(tmp_path):
+    r = run_cli(["--help"], tmp_path)
+    assert r.returncode == 0 and "model: beta_vae, info_vae" in r.stdout and "data:" in r.stdout
+    r = run_cli(["--cfg", "job", "model=beta_vae", "model.beta=4"], tmp_path)
+    assert r.returncode == 0 and "xgen.models.BetaVAE" in r.stdout and "beta: 4" in r.stdout
+
+
+def test_cli_error_is_one_clear_line(tmp_path):
+    r = run_cli(["data=digits", "model.beta=-2"], tmp_path)
+    assert r.returncode == 2
+    assert "xgen: error: model.beta: the KL weight must be >= 0, got -2" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_trains_beta_vae(tmp_path):
+    r = run_cli(["model=beta_vae", "model.beta=4", *FAST], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (summary,) = (tmp_path / "outputs").glob("train/*/summary.json")
+    assert json.loads(summary.read_text())["status"] == "completed"
+
+
+def test_wheel_ships_the_configs(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), str(root)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (whl,) = tmp_path.glob("xgen-*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    for f in ("xgen/conf/train.yaml", "xgen/conf/data/fashion_mnist.yaml", "xgen/conf/model/vae.yaml",
+              "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/cli.py"):
+        assert f in names
+    assert any(n.endswith("entry_points.txt") for n in names)
