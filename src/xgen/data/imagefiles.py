@@ -79,8 +79,9 @@ def decode_image(path: str | os.PathLike, channels: int, out_hw: tuple[int, int]
                 need = (math.ceil(w0 * out_hw[1] / bw), math.ceil(h0 * out_hw[0] / bh))
                 img.draft(mode, need)
             w, h = img.size
-            sx, sy = w / w0, h / h0
-            box = (box0[0] * sx, box0[1] * sy, box0[2] * sx, box0[3] * sy)
+            # DCT scaling divides by a power of two and rounds the size up: map by the factor itself
+            f = 2.0 ** round(math.log2(w0 / w)) if (w, h) != (w0, h0) else 1.0
+            box = tuple(min(c / f, lim) for c, lim in zip(box0, (w, h, w, h)))
             img = img.convert(mode)
             if img.size != (out_hw[1], out_hw[0]) or box != (0.0, 0.0, float(w), float(h)):
                 img = img.resize((out_hw[1], out_hw[0]), Image.Resampling.BILINEAR, box=box)
@@ -88,7 +89,8 @@ def decode_image(path: str | os.PathLike, channels: int, out_hw: tuple[int, int]
     except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated files
         raise DataError(f"{path}: cannot be decoded as an image ({type(e).__name__}: {e}). "
                         "Delete or replace the file and run again.") from e
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    # a fresh, writable (C, H, W) array (PIL's buffer is read-only)
+    return arr[None].copy() if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def decode_many(paths: Sequence[Path], channels: int, out_hw: tuple[int, int],
