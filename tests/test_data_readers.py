@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 import urllib.error
 import zipfile
@@ -27,6 +26,18 @@ def isolated(tmp_path, monkeypatch):
     """No real dataset folders: $XGEN_DATA and the system folder point into tmp_path."""
     monkeypatch.setenv("XGEN_DATA", str(tmp_path / "xgen_data"))
     monkeypatch.setattr(locate, "SYSTEM_DATASETS", tmp_path / "system")
+
+
+def count_calls(monkeypatch, module, name: str) -> list:
+    """Wrap module.name so that each call is recorded (and still does its work)."""
+    calls, real = [], getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
 
 
 def rows_as_set(x: torch.Tensor) -> set[bytes]:
@@ -225,12 +236,13 @@ def test_celeba_partition_crop_resize_labels_and_cache(tmp_path, monkeypatch):
     caches = sorted((tmp_path / "celeba").glob("*.npy"))
     assert len(caches) == 1 and "crop140_size32" in caches[0].name
     # second load: served from the cache, no decoding at all
-    monkeypatch.setattr(celeba_mod, "decode_many", lambda *a, **k: pytest.fail("decoded again"))
+    calls = count_calls(monkeypatch, celeba_mod, "decode_many")
     again = CelebADataModule(root=str(tmp_path), size=32, crop=140, download=False)
     assert torch.equal(again.split("train")[0], tr[0]) and torch.equal(again.split("test")[0], te[0])
-    # another size is another cache entry, so it decodes
-    with pytest.raises(pytest.fail.Exception, match="decoded again"):
-        CelebADataModule(root=str(tmp_path), size=16, crop=140, download=False).split("train")
+    assert calls == []
+    # another size is another cache entry, so it decodes (once, for all three splits)
+    CelebADataModule(root=str(tmp_path), size=16, crop=140, download=False).split("train")
+    assert len(calls) == 1 and len(list((tmp_path / "celeba").glob("*.npy"))) == 2
 
 
 def test_celeba_zip_without_identity_file(tmp_path):
@@ -293,18 +305,26 @@ def test_lfw_tgz_is_extracted_labels_follow_sorted_names(tmp_path, monkeypatch):
     # cached: a second module does not decode again
     import xgen.data.lfw as lfw_mod
 
-    monkeypatch.setattr(lfw_mod, "decode_many", lambda *a, **k: pytest.fail("decoded again"))
+    calls = count_calls(monkeypatch, lfw_mod, "decode_many")
     assert torch.equal(LFWDataModule(root=str(tmp_path), size=32, download=False, test_fraction=0.25,
                                      val_size=2).split("test")[0], te[0])
+    assert calls == []
 
 
-def test_lfw_crop_then_resize(tmp_path):
-    write_lfw_tgz(tmp_path / "lfw-deepfunneled.tgz", per_person=1)
-    x, _ = LFWDataModule(root=str(tmp_path), size=[20, 10], crop=100, cache=False, download=False,
-                         test_fraction=0.25, val_size=0).load_split("train")
-    assert tuple(x.shape) == (3, 3, 20, 10)
-    # the 100x100 centre crop, then a 2:1 window inside it: rows 75..175, so the top half edge is row 10
-    assert x[:, :, 11:].float().std(dim=(2, 3)).max() < 3
+def test_lfw_folder_layout_crop_then_resize(tmp_path):
+    """Extracted layout; grey window = the 100x100 centre crop narrowed to 2:1, white outside it."""
+    img = np.full((250, 250, 3), 255, np.uint8)
+    img[75:175, 100:150] = 128
+    for name in ("B_Person", "A_Person"):
+        (tmp_path / "lfw-deepfunneled" / name).mkdir(parents=True)
+        Image.fromarray(img).save(tmp_path / "lfw-deepfunneled" / name / f"{name}_0001.jpg", quality=95)
+    kw = dict(root=str(tmp_path), size=[20, 10], cache=False, download=False, test_fraction=0.5, val_size=0)
+    x, y = LFWDataModule(crop=100, **kw).load_split("train")
+    assert tuple(x.shape) == (1, 3, 20, 10)
+    inner = x[0, :, 1:-1, 1:-1].float()
+    assert (inner - 128).abs().max() < 4  # only the window, right way round (a 20x10 tall strip)
+    whole = LFWDataModule(crop=None, **kw).load_split("train")[0][0].float()
+    assert whole.mean() > 200  # without the crop the white surround dominates
 
 
 def test_lfw_missing_offline_lists_folders(tmp_path):

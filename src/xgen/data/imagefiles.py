@@ -111,7 +111,7 @@ def decode_many(paths: Sequence[Path], channels: int, out_hw: tuple[int, int],
         return min(chunk, n - start)
 
     starts = range(0, n, chunk)
-    with _progress(n, description) as advance:
+    with _Progress(n, description) as advance:
         if n_threads <= 1 or n <= chunk:
             for s in starts:
                 advance(work(s))
@@ -122,7 +122,7 @@ def decode_many(paths: Sequence[Path], channels: int, out_hw: tuple[int, int],
     return out
 
 
-class _progress:
+class _Progress:
     """A Rich progress bar for long decodes (hidden for small ones, where it would only be noise)."""
 
     def __init__(self, total: int, description: str, min_total: int = 2000):

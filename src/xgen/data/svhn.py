@@ -53,7 +53,7 @@ class SVHNDataModule(InMemoryDataModule):
         def fetch() -> None:
             import torchvision
 
-            wanted = {f for f in self._missing()}
+            wanted = set(self._missing())
             for split, filename in _FILES.items():
                 if filename in wanted:
                     torchvision.datasets.SVHN(str(target), split=split, download=True)
