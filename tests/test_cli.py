@@ -130,3 +130,14 @@ def test_wheel_ships_the_configs(tmp_path):
               "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/cli.py"):
         assert f in names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_tensorboard_gets_scalars_and_images(compose, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(compose(FAST + ["logger=tensorboard"]))
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert "val/nelbo" in acc.Tags()["scalars"]
+    assert {"samples", "reconstructions"} <= set(acc.Tags()["images"])

@@ -15,6 +15,19 @@ from pathlib import Path
 CONFIG_DIR = str(Path(str(files("xgen.conf"))).resolve())
 
 
+def _route_lightning_logs_to_hydra() -> None:
+    """Lightning prints through its own console handler; under Hydra that doubles every line. Let its
+    records propagate to Hydra's handlers instead (console + the run's log file)."""
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                logger.removeHandler(h)
+        logger.propagate = True
+
+
 def _train_app():
     import hydra
     from omegaconf import DictConfig
@@ -27,6 +40,7 @@ def _train_app():
 
         from xgen.train import train
 
+        _route_lightning_logs_to_hydra()
         try:
             summary = train(cfg, HydraConfig.get().runtime.output_dir)
         except XgenError as e:
