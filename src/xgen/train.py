@@ -51,6 +51,35 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> tuple[str | None, Path
     return str(p), p.parent.parent if p.parent.name == "checkpoints" else p.parent
 
 
+def sweep_group(cfg: DictConfig) -> str | None:
+    """The W&B group of a job: ``sweep_name``, else the multirun directory's name, else None."""
+    if cfg.get("sweep_name"):
+        return str(cfg.sweep_name)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return Path(str(hc.sweep.dir)).name if hc.mode == RunMode.MULTIRUN else None
+    except ValueError:  # HydraConfig not set: called from Python, not from the xgen command
+        return None
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as {"model.beta": 4.0, ...}: what W&B's parallel-coordinates view needs."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node if not isinstance(node, list) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
 def build(cfg: DictConfig, run_dir: Path):
     """Instantiate data module, model, callbacks, loggers and trainer (no data is read here)."""
     datamodule = instantiate(cfg.data, "data")
@@ -59,13 +88,59 @@ def build(cfg: DictConfig, run_dir: Path):
                         _recursive_=False, _convert_="all")
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
-    loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__)
+    loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__,
+                            group=sweep_group(cfg))
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                           default_root_dir=str(run_dir))
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
+            lg.experiment.config.update(flat_config(cfg), allow_val_change=True)
     return datamodule, model, trainer, ckpt
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+SUMMARY = "summary.json"
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(run_dir) / SUMMARY
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Write summary.json atomically (a crash never leaves half a file for `xgen report` to read)."""
+    p = Path(run_dir) / SUMMARY
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(p)
+
+
+def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
+            multirun: bool = False) -> dict[str, Any]:
+    """One job of a run or multirun: skip it when an identical job already completed in this
+    directory (multirun re-launch), else train; a failure is recorded in summary.json, then raised."""
+    import traceback
+
+    run_dir = Path(run_dir)
+    overrides = list(overrides or [])
+    previous = read_summary(run_dir)
+    if (multirun and cfg.get("skip_completed", True) and previous and previous.get("status") == "completed"
+            and previous.get("overrides") == overrides):
+        log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
+        return {**previous, "skipped": True}
+    try:
+        return train(cfg, run_dir, overrides=overrides)
+    except Exception as e:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                                "traceback": traceback.format_exc(limit=20), "overrides": overrides,
+                                "metrics": {}, "run_dir": str(run_dir)})
+        raise
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train as configured and return the final metrics (also written to ``summary.json``)."""
     run_dir = Path(run_dir or cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +150,23 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.matmul_precision))
     datamodule, model, trainer, ckpt = build(cfg, run_dir)
+    try:
+        return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
+    finally:
+        finish_wandb()
+
+
+def finish_wandb() -> None:
+    """Close the active W&B run: otherwise the next job of a multirun in the same process would
+    silently log into it (wandb.init returns the run in progress)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
@@ -85,7 +177,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     summary = {"status": "interrupted" if trainer.interrupted else "completed",
                "wall_time_s": round(time.perf_counter() - start, 3),
                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-               "metrics": dict(sorted(metrics.items())), "run_dir": str(run_dir)}
+               "metrics": dict(sorted(metrics.items())), "run_dir": str(run_dir),
+               "overrides": list(overrides or []), "torch_threads": torch.get_num_threads(),
+               "devices": [str(d) for d in trainer.device_ids] if hasattr(trainer, "device_ids") else None}
     if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_summary(run_dir, summary)
     return summary

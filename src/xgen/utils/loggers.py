@@ -56,7 +56,7 @@ def csv_logger(run_dir: Path) -> CSVLogger:
 
 
 def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Path | None = None,
-                  model_name: str | None = None) -> list[Logger]:
+                  model_name: str | None = None, group: str | None = None) -> list[Logger]:
     """Instantiate the configured loggers; a CSVLogger writing ``<run_dir>/metrics.csv`` is always first.
 
     For W&B the run id is stored in ``<run_dir>/wandb_id.txt`` so that a resumed run (``ckpt_path``
@@ -77,6 +77,8 @@ def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Pat
             spec.setdefault("save_dir", str(run_dir))
             if not spec.get("job_type"):
                 spec["job_type"] = model_name
+            if not spec.get("group"):
+                spec["group"] = group
             id_file = (resume_from or run_dir) / "wandb_id.txt"
             if id_file.is_file():
                 spec["id"] = id_file.read_text().strip()

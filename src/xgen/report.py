@@ -1,0 +1,238 @@
+"""``xgen report <dir>``: one table and a few plots for a run or a multirun directory.
+
+Every job directory (one holding ``summary.json`` or ``.hydra/``) becomes a row, like thesis
+Table 4.2: job id, the overrides that distinguish it, status, wall time, and its final metrics.
+Outputs, written into the directory (or ``--out``): ``report.csv``, ``report.md`` and PNG plots —
+each chosen metric against every swept numeric hyperparameter, and the loss curves of every job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
+                   "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
+CURVE_KEYS = ("val/nelbo", "val/fid", "train/loss_d_epoch", "train/loss_g_epoch", "train/loss_epoch",
+              "val/loss")
+
+
+def find_jobs(root: Path) -> list[Path]:
+    """Job directories under ``root``: itself if it is one, else its sub-directories that are."""
+    def is_job(p: Path) -> bool:
+        return (p / "summary.json").is_file() or (p / ".hydra" / "overrides.yaml").is_file()
+
+    if is_job(root):
+        return [root]
+    jobs = [p for p in root.iterdir() if p.is_dir() and is_job(p)]
+    return sorted(jobs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
+
+
+def _overrides(job: Path, summary: dict[str, Any] | None) -> list[str]:
+    if summary and summary.get("overrides"):
+        return list(summary["overrides"])
+    f = job / ".hydra" / "overrides.yaml"
+    if f.is_file():
+        from omegaconf import OmegaConf
+
+        return [str(o) for o in OmegaConf.load(f)]
+    return []
+
+
+def _number(v: str) -> float | str:
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """One dict per job: id, status, wall_time_s, error, params {key: value}, metrics {key: value}."""
+    rows = []
+    for job in find_jobs(root):
+        summary = None
+        if (job / "summary.json").is_file():
+            try:
+                summary = json.loads((job / "summary.json").read_text())
+            except json.JSONDecodeError:
+                summary = {"status": "corrupt summary.json"}
+        overrides = _overrides(job, summary)
+        params = {}
+        for o in overrides:
+            if "=" in o:
+                k, v = o.split("=", 1)
+                params[k.lstrip("+~")] = _number(v)
+        status = (summary or {}).get("status", "running or killed")
+        rows.append({"id": job.name, "dir": str(job), "status": status, "overrides": overrides,
+                     "wall_time_s": (summary or {}).get("wall_time_s"), "error": (summary or {}).get("error"),
+                     "params": params, "metrics": (summary or {}).get("metrics", {})})
+    return rows
+
+
+def swept_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Override keys that take more than one value across jobs (the sweep's axes)."""
+    keys: dict[str, set] = {}
+    for r in rows:
+        for k, v in r["params"].items():
+            keys.setdefault(k, set()).add(str(v))
+    return [k for k, vals in keys.items() if len(vals) > 1 or any(k not in r["params"] for r in rows)]
+
+
+def metric_columns(rows: Sequence[dict[str, Any]], wanted: Sequence[str] | None) -> list[str]:
+    present = {k for r in rows for k in r["metrics"]}
+    if wanted:
+        return [m for m in wanted if m in present]
+    return [m for m in DEFAULT_METRICS if m in present]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_tables(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> tuple[Path, Path]:
+    axes = swept_keys(rows)
+    header = ["id", *axes, "status", *metrics, "wall_time_s", "overrides", "error"]
+    table = []
+    for r in rows:
+        table.append([r["id"], *[r["params"].get(k, "") for k in axes], r["status"],
+                      *[r["metrics"].get(m) for m in metrics], r["wall_time_s"], " ".join(r["overrides"]),
+                      (r["error"] or "").splitlines()[0][:200] if r["error"] else ""])
+    csv_path, md_path = out / "report.csv", out / "report.md"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(table)
+    md_header = [h for h in header if h not in ("overrides",)]
+    idx = [header.index(h) for h in md_header]
+    lines = ["| " + " | ".join(md_header) + " |", "|" + "---|" * len(md_header)]
+    for row in table:
+        cells = [_fmt(row[i]).replace("|", "\\|") for i in idx]
+        lines.append("| " + " | ".join(cells) + " |")
+    n_ok = sum(r["status"] == "completed" for r in rows)
+    md_path.write_text(f"# Sweep report: {out}\n\n{len(rows)} jobs, {n_ok} completed, "
+                       f"{len(rows) - n_ok} not completed.\n\n" + "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def plot_metric_vs_params(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> list[Path]:
+    """For each swept numeric hyperparameter and metric: the metric against it, one line per value of
+    the other swept keys (log x when the values span more than two decades)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    ok = [r for r in rows if r["status"] == "completed"]
+    axes = swept_keys(rows)
+    for key in axes:
+        vals = [r["params"].get(key) for r in ok]
+        if not vals or not all(isinstance(v, float) for v in vals):
+            continue
+        others = [k for k in axes if k != key]
+        for m in metrics:
+            groups: dict[str, list[tuple[float, float]]] = {}
+            for r in ok:
+                if m in r["metrics"]:
+                    label = ", ".join(f"{k}={_fmt(r['params'].get(k))}" for k in others) or m
+                    groups.setdefault(label, []).append((r["params"][key], r["metrics"][m]))
+            if not groups:
+                continue
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for label, pts in sorted(groups.items()):
+                pts.sort()
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+            xs = [v for v in vals if v > 0]
+            if xs and len(xs) == len(vals) and max(xs) / min(xs) > 100:
+                ax.set_xscale("log")
+            ax.set_xlabel(key)
+            ax.set_ylabel(m)
+            ax.set_title(f"{m} vs {key}")
+            if len(groups) > 1:
+                ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            p = out / f"plot_{m.replace('/', '_')}_vs_{key.replace('/', '_').replace('.', '_')}.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            paths.append(p)
+    return paths
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """Per-epoch curves of every job from its metrics.csv, one panel per logged key."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in rows:
+        f = Path(r["dir"]) / "metrics.csv"
+        if not f.is_file():
+            continue
+        for line in csv.DictReader(open(f)):
+            for k in CURVE_KEYS:
+                if line.get(k) not in (None, "") and line.get("epoch") not in (None, ""):
+                    series.setdefault(k, {}).setdefault(r["id"], []).append((float(line["epoch"]), float(line[k])))
+    if not series:
+        return None
+    keys = sorted(series)
+    fig, axs = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, k in zip(axs[0], keys):
+        for job, pts in sorted(series[k].items(), key=lambda t: (len(t[0]), t[0])):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=f"job {job}")
+        ax.set_xlabel("epoch")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+    if sum(len(v) for v in series[keys[0]].values()) and len(rows) <= 12:
+        axs[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    p = out / "curves.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    root = Path(root)
+    if not root.is_dir():
+        raise SystemExit(f"xgen report: {root} is not a directory")
+    rows = collect(root)
+    if not rows:
+        raise SystemExit(f"xgen report: no job directories under {root} (expected summary.json or .hydra/)")
+    out = Path(out) if out else root
+    out.mkdir(parents=True, exist_ok=True)
+    cols = metric_columns(rows, metrics)
+    csv_path, md_path = write_tables(rows, out, cols)
+    plots = plot_metric_vs_params(rows, out, cols)
+    curves = plot_curves(rows, out)
+    return {"rows": rows, "csv": csv_path, "markdown": md_path, "plots": plots + ([curves] if curves else [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="xgen report", description=__doc__.splitlines()[0])
+    ap.add_argument("directory", help="a run directory or a multirun directory (outputs/train/multirun/<date>)")
+    ap.add_argument("--out", help="where to write report.csv / report.md / plots (default: the directory)")
+    ap.add_argument("--metrics", nargs="+", help=f"metric keys for the table and plots (default: those of "
+                    f"{', '.join(DEFAULT_METRICS)} that were logged)")
+    a = ap.parse_args(argv)
+    res = report(a.directory, a.out, a.metrics)
+    print(Path(res["markdown"]).read_text())
+    failed = [r for r in res["rows"] if r["status"] != "completed"]
+    for r in failed:
+        print(f"job {r['id']}: {r['status']}" + (f" — {r['error'].splitlines()[0]}" if r["error"] else ""))
+    print(f"wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Multiruns: failure isolation, re-launch skipping completed jobs, W&B grouping, launchers, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xgen.utils.resources import concurrent_jobs, plan
+
+FAST = ["data=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
+        "model/net=mlp", "test=false"]
+
+
+def xgen(args, cwd, timeout=600):
+    env = {**os.environ, "XGEN_OUTPUT": str(cwd / "outputs"), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "xgen", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def summaries(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+
+
+def test_failing_job_is_isolated_reported_and_relaunch_runs_only_it(tmp_path):
+    from xgen.utils.wandb_files import read_run
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", *FAST, "model.beta=1,-1,4", "logger=wandb", "sweep_name=beta_check", f"hydra.sweep.dir={sweep}"]
+    r = xgen(args, tmp_path)
+    assert r.returncode != 0  # the sweep reports its failed job...
+    s = summaries(sweep)
+    assert s["0"]["status"] == s["2"]["status"] == "completed"  # ...but the others completed
+    assert s["1"]["status"] == "failed" and "model.beta" in s["1"]["error"]
+
+    # W&B: one offline run per completed job, grouped by sweep, job type = model, flattened config
+    for job, beta in (("0", 1.0), ("2", 4.0)):
+        (run_file,) = (sweep / job / "wandb").glob("offline-run-*/run-*.wandb")
+        run = read_run(run_file)
+        assert run["group"] == "beta_check" and run["job_type"] == "VAE"
+        assert json.loads(run["config"]["model.beta"]) == beta
+        assert json.loads(run["config"]["data._target_"]) == "xgen.data.DigitsDataModule"
+        assert any("val/nelbo" in h for h in run["history"])
+
+    # report: a table with the failure marked, and plots
+    r = xgen(["report", str(sweep)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(sweep / "report.csv")))
+    assert [row["status"] for row in rows] == ["completed", "failed", "completed"]
+    assert rows[1]["error"].startswith("ConfigError: model.beta")
+    assert float(rows[0]["val/nelbo"]) > 0 and rows[1]["val/nelbo"] == ""
+    assert (sweep / "report.md").read_text().count("| failed |") == 1
+    assert (sweep / "curves.png").is_file() and list(sweep.glob("plot_val_nelbo_vs_model_beta.png"))
+
+    # re-launch the same sweep: completed jobs are skipped (files untouched), the failed one runs again
+    before = {j: (sweep / j / "summary.json").stat().st_mtime_ns for j in ("0", "2")}
+    ckpt = (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    r = xgen(args, tmp_path)
+    assert r.stdout.count("skipping") + r.stderr.count("skipping") == 2
+    assert {j: (sweep / j / "summary.json").stat().st_mtime_ns for j in ("0", "2")} == before
+    assert (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == ckpt
+    assert summaries(sweep)["1"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_jobs_in_their_own_directories(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    r = xgen(["-m", *FAST, "model=vae,beta_vae", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"],
+             tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = summaries(sweep)
+    assert sorted(s) == ["0", "1"] and all(v["status"] == "completed" for v in s.values())
+    assert len({v["run_dir"] for v in s.values()}) == 2
+    if launcher == "joblib":  # 2 parallel jobs share the cores instead of each taking all of them
+        cores = os.cpu_count() or 1
+        assert all(v["torch_threads"] == max(1, cores // 2) for v in s.values())
+    else:
+        assert list((sweep / ".submitit").iterdir())  # submitit's own job folders
+
+
+def test_resource_plan():
+    assert plan(0, 2, cpu_count=8) == plan(1, 2, cpu_count=8)
+    assert plan(0, 2, cpu_count=8).threads == 4 and plan(0, -1, cpu_count=8).threads == 1
+    assert plan(0, None, cpu_count=8).threads == 8
+    assert [plan(k, 8, cpu_count=16, gpu_count=2).gpu for k in range(5)] == [0, 1, 0, 1, 0]
+    assert plan(3, 4, cpu_count=16, gpu_count=1).gpu is None  # one GPU: trainer.devices stays as is
+    assert concurrent_jobs(4, gpu_count=2) == 8 and concurrent_jobs(3, gpu_count=0) == 3
+    with pytest.raises(ValueError):
+        concurrent_jobs(0, gpu_count=1)
+
+
+def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """Expand a sweep config the way Hydra's basic sweeper does, without running it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from xgen.cli import CONFIG_DIR, _register_resolvers
+
+    _register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    parsed = OverridesParser.create().parse_overrides(params)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
+    return batch
+
+
+def test_vae_thesis_sweep_is_the_thesis_grid():
+    jobs = _sweep_jobs(["+sweep=vae_thesis_beta"])
+    betas = {float(o.split("=")[1]) for j in jobs for o in j if o.startswith("model.beta=")}
+    dims = {int(o.split("=")[1]) for j in jobs for o in j if o.startswith("model.latent_dim=")}
+    assert len(jobs) == 30 and dims == {2, 3, 5}
+    assert betas == {10.0 ** e for e in range(-6, 4)}
