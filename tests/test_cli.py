@@ -141,3 +141,14 @@ def test_tensorboard_gets_scalars_and_images(compose, tmp_path):
     acc.Reload()
     assert "val/nelbo" in acc.Tags()["scalars"]
     assert {"samples", "reconstructions"} <= set(acc.Tags()["images"])
+
+
+def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
+    r = run_cli([*FAST, "trainer=ddp_cpu", "trainer.max_epochs=2"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "train").iterdir())
+    assert len(runs) == 1  # the second rank reuses the first rank's run directory
+    s = json.loads((runs[0] / "summary.json").read_text())
+    # digits: 1,346 training images, 2 ranks x batch 64 -> 10 steps per epoch
+    assert s["status"] == "completed" and s["global_step"] == 20
+    assert {"val/nelbo", "val/rec", "val/kl", "test/nelbo", "train/nelbo_epoch"} <= set(s["metrics"])

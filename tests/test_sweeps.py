@@ -120,3 +120,18 @@ def test_vae_thesis_sweep_is_the_thesis_grid():
     dims = {int(o.split("=")[1]) for j in jobs for o in j if o.startswith("model.latent_dim=")}
     assert len(jobs) == 30 and dims == {2, 3, 5}
     assert betas == {10.0 ** e for e in range(-6, 4)}
+
+
+def test_wandb_sweep_file_calls_the_same_entry_point(tmp_path):
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load(open(root / "sweeps" / "wandb" / "vae_beta.yaml"))
+    sample = [f"{k}={v['values'][0] if 'values' in v else v['min']}" for k, v in spec["parameters"].items()]
+    cmd = [c for c in spec["command"] if c != "${env}"]
+    assert cmd[:3] == ["python", "-m", "xgen"] and cmd[-1] == "${args_no_hyphens}"
+    r = xgen([*cmd[3:-1], *sample, "--cfg", "job"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = yaml.safe_load(r.stdout)
+    assert cfg["model"]["beta"] == 0.1 and cfg["model"]["latent_dim"] == 2
+    assert spec["metric"]["name"] == "val/nelbo"

@@ -184,12 +184,14 @@ def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
                     series.setdefault(k, {}).setdefault(r["id"], []).append((float(line["epoch"]), float(line[k])))
     if not series:
         return None
+    axes = swept_keys(rows)
+    names = {r["id"]: f"{r['id']}: " + ", ".join(f"{k}={_fmt(r['params'].get(k))}" for k in axes) for r in rows}
     keys = sorted(series)
     fig, axs = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axs[0], keys):
         for job, pts in sorted(series[k].items(), key=lambda t: (len(t[0]), t[0])):
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=f"job {job}")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=names.get(job, job))
         ax.set_xlabel("epoch")
         ax.set_title(k)
         ax.grid(alpha=0.3)
