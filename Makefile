@@ -14,7 +14,7 @@ install: $(STAMP)/install data
 
 $(STAMP)/install: pyproject.toml
 	@mkdir -p $(STAMP)
-	$(PIP) install -e ".[test]"
+	$(PIP) install -q -e ".[test]"
 	@touch $@
 
 # Debian/Ubuntu: Fashion-MNIST from the distribution (elsewhere xgen downloads it on first use).
