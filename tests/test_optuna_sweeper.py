@@ -30,7 +30,8 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from hydra_plugins.xgen_optuna_sweeper.space import format_float, parse_search_space  # noqa: E402
-from hydra_plugins.xgen_optuna_sweeper.sweeper import INTERRUPTED_ATTR, REQUEUED_ATTR, quote  # noqa: E402
+from hydra_plugins.xgen_optuna_sweeper.sweeper import (  # noqa: E402
+    INTERRUPTED_ATTR, REQUEUED_ATTR, TrialJobFailed, XgenOptunaSweeper, _ExitAsFailure, quote)
 
 STUDY = "digits-test"
 N_TRIALS = 6
@@ -238,3 +239,35 @@ def test_pruning_callback_idles_outside_a_search_and_rejects_test_metrics(compos
     assert isinstance(cb, OptunaPruning) and not cb.active and cb.monitor == "val/nelbo"
     with pytest.raises(ConfigError, match="callbacks.optuna_pruning.monitor"):
         OptunaPruning(monitor="test/cat_acc")
+
+
+def test_exit_fails_the_trial_but_ctrl_c_stops_the_search():
+    from xgen.errors import ConfigError
+
+    def config_error(cfg):
+        try:
+            raise ConfigError("model.beta: must be >= 0")
+        except ConfigError:
+            raise SystemExit(2) from None  # what xgen.cli does
+
+    def ctrl_c(cfg):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemExit(1)  # what Lightning does after a graceful shutdown
+
+    with pytest.raises(TrialJobFailed, match=r"status 2: ConfigError: model\.beta"):
+        _ExitAsFailure(config_error)(None)
+    with pytest.raises(KeyboardInterrupt):
+        _ExitAsFailure(ctrl_c)(None)
+    assert _ExitAsFailure(lambda cfg: 1.5)(None) == 1.5
+
+
+def test_resuming_with_another_direction_is_refused_and_null_pruner_means_none(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="s", storage=url, direction="maximize")
+    with pytest.raises(ValueError, match="direction=minimize.*created to maximize"):
+        XgenOptunaSweeper(direction="minimize", study_name="s")._load_study(optuna, url)
+    study = XgenOptunaSweeper(direction="maximize", study_name="s", pruner=None)._load_study(optuna, url)
+    assert isinstance(study.pruner, optuna.pruners.NopPruner)
+    assert study.user_attrs["xgen_pruner"] == {"_target_": "optuna.pruners.NopPruner"}

@@ -203,7 +203,10 @@ class XgenOptunaSweeper(Sweeper):
             # a seeded sampler restarted with its first seed would replay the parameters it already tried
             reseed = {"seed": int(sampler_cfg.get("seed")) + n_before}
         sampler = self._instantiate(sampler_cfg, "sampler", **reseed)
-        pruner = self._instantiate(self.pruner_cfg, "pruner")
+        # pruner: null means no pruning (Optuna would otherwise fall back to its MedianPruner)
+        pruner_spec = (OmegaConf.to_container(self.pruner_cfg, resolve=True) if OmegaConf.is_config(self.pruner_cfg)
+                       else dict(self.pruner_cfg or {"_target_": "optuna.pruners.NopPruner"}))
+        pruner = self._instantiate(pruner_spec, "pruner")
         study = optuna.create_study(storage=rdb, sampler=sampler, pruner=pruner, study_name=self.study_name,
                                     direction=self.direction, load_if_exists=True)
         if study.direction.name.lower() != self.direction:
@@ -213,9 +216,7 @@ class XgenOptunaSweeper(Sweeper):
         if n_before:
             log.info(f"Resuming study '{self.study_name}' ({n_before} trials so far)"
                      + (f"; sampler reseeded with {reseed['seed']}" if reseed else ""))
-        pruner_spec = (OmegaConf.to_container(self.pruner_cfg, resolve=True)
-                       if OmegaConf.is_config(self.pruner_cfg) else self.pruner_cfg)
-        study.set_user_attr(PRUNER_ATTR, pruner_spec)
+        study.set_user_attr(PRUNER_ATTR, pruner_spec)  # the jobs' pruning callbacks rebuild it from here
         return study
 
     def _resolve_interrupted(self, optuna: Any, study: "optuna.Study") -> None:
