@@ -278,3 +278,23 @@ def test_resuming_with_another_direction_is_refused_and_null_pruner_means_none(t
     study = sweeper_module.XgenOptunaSweeper(direction="maximize", study_name="s", pruner=None)._load_study(optuna, url)
     assert isinstance(study.pruner, optuna.pruners.NopPruner)
     assert study.user_attrs["xgen_pruner"] == {"_target_": "optuna.pruners.NopPruner"}
+
+
+def test_parallel_trials_in_joblib_workers_prune_through_the_storage(tmp_path):
+    """Two trials at a time in joblib worker processes: each job re-attaches to its trial through the
+    SQLite file and uses the sweeper's pruner (a ThresholdPruner that prunes any val/nelbo above 1,
+    i.e. every trial after epoch 0; the default median pruner would prune none of the first trials)."""
+    args = [a for a in SEARCH if not a.startswith(("hydra.sweeper.", "model.lr="))]
+    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+             "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=parallel",
+             "hydra.sweeper.pruner._target_=optuna.pruners.ThresholdPruner", "+hydra.sweeper.pruner.upper=1.0",
+             "~hydra.sweeper.pruner.n_startup_trials", "~hydra.sweeper.pruner.n_warmup_steps"]
+    r = subprocess.run([sys.executable, "-m", "xgen", *args], cwd=tmp_path, env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in r.stdout + r.stderr
+    db = tmp_path / "outputs" / "train" / "optuna" / "parallel" / "optuna.db"
+    study = optuna.load_study(study_name="parallel", storage=f"sqlite:///{db}")
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    assert all(list(t.intermediate_values) == [0] and t.intermediate_values[0] > 1.0 for t in study.trials)
+    assert study.user_attrs["xgen_pruner"] == {"_target_": "optuna.pruners.ThresholdPruner", "upper": 1.0}
