@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -145,7 +145,7 @@ class XgenOptunaSweeper(Sweeper):
         storage = absolute_storage(self.storage or sqlite_url(sweep_dir / "optuna.db"))
 
         study = self._load_study(optuna, storage)
-        self._resolve_interrupted(optuna, study)
+        self._resolve_interrupted(study)
         finished = self._count_finished(study)
         log.info(f"Optuna study '{self.study_name}' in {storage}: {finished}/{self.n_trials} trials finished, "
                  f"direction {self.direction}; search space: "
@@ -170,7 +170,7 @@ class XgenOptunaSweeper(Sweeper):
                 returns.append(results)
             finished = self._count_finished(study)
 
-        self._report(optuna, study, sweep_dir, storage)
+        self._report(study, sweep_dir, storage)
         return returns
 
     # ------------------------------------------------------------------ pieces
@@ -219,7 +219,7 @@ class XgenOptunaSweeper(Sweeper):
         study.set_user_attr(PRUNER_ATTR, pruner_spec)  # the jobs' pruning callbacks rebuild it from here
         return study
 
-    def _resolve_interrupted(self, optuna: Any, study: "optuna.Study") -> None:
+    def _resolve_interrupted(self, study: "optuna.Study") -> None:
         """Trials a killed session left RUNNING -> FAIL (``xgen_interrupted``), params re-queued.
 
         Assumes one sweeper per study (parallelism comes from ``n_jobs`` and the launcher)."""
@@ -300,7 +300,7 @@ class XgenOptunaSweeper(Sweeper):
             self._fail(trial, f"{type(err).__name__}: {err}")
             study.tell(trial, state=TrialState.FAIL)
 
-    def _report(self, optuna: Any, study: "optuna.Study", sweep_dir: Path, storage: str) -> None:
+    def _report(self, study: "optuna.Study", sweep_dir: Path, storage: str) -> None:
         """Log and save (``optimization_results.yaml``) the best trial and the count of each state."""
         counts: dict[str, int] = {}
         for t in study.get_trials(deepcopy=False):
