@@ -16,6 +16,8 @@ for beta=-1, which the model rejects (ConfigError), so it fails.
 
 from __future__ import annotations
 
+import json
+
 import os
 import signal
 import subprocess
@@ -164,7 +166,8 @@ def test_a_trial_is_pruned_from_its_first_validation_epoch(search):
     assert sorted(t0.intermediate_values) == [0, 1] and t0.state == TrialState.COMPLETE
     # the value of a completed trial is the run's final val/nelbo (the last report)
     assert t0.value == pytest.approx(t0.intermediate_values[1], rel=1e-6)
-    assert not (search["sweep_dir"] / "trial_2" / "summary.json").exists()
+    pruned = json.loads((search["sweep_dir"] / "trial_2" / "summary.json").read_text())
+    assert pruned["status"] == "pruned" and pruned["error"].startswith("TrialPruned")
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(search):

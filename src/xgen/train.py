@@ -134,7 +134,8 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
         return train(cfg, run_dir, overrides=overrides)
     except Exception as e:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+        status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
+        write_summary(run_dir, {"status": status, "error": f"{type(e).__name__}: {e}",
                                 "traceback": traceback.format_exc(limit=20), "overrides": overrides,
                                 "metrics": {}, "run_dir": str(run_dir)})
         raise
