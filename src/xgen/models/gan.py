@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from xgen.errors import ConfigError, check
+from xgen.errors import ConfigError, XgenError, check
 from xgen.latent import Codes, LatentSpec
 from xgen.models.base import adam, build_net, check_optim, plain
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
@@ -65,6 +65,20 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     out = critic(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def build(spec: NetSpec, default: Callable[..., nn.Module], key: str, **kwargs: Any) -> nn.Module:
+    """:func:`xgen.models.base.build_net`, re-raising xgen's own error (not Hydra's wrapper) so that
+    Python users see the message too."""
+    try:
+        return build_net(spec, default, key, **kwargs)
+    except Exception as e:  # hydra.errors.InstantiationException wraps the ConfigError
+        cause = e
+        while cause is not None and not isinstance(cause, XgenError):
+            cause = cause.__cause__
+        if cause is not None and cause is not e:
+            raise cause from None
+        raise
 
 
 def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
@@ -116,9 +130,9 @@ class GAN(L.LightningModule):
         self.loss_kind, self.n_critic = loss, int(n_critic)
         self.gp_weight, self.clip_value = float(gp_weight), float(clip_value)
         self.automatic_optimization = False
-        self.generator = build_net(generator, self.default_generator, "model.generator",
+        self.generator = build(generator, self.default_generator, "model.generator",
                                    image_shape=self.image_shape, latent_dim=self.latent.dim)
-        self.discriminator = build_net(discriminator, self.default_discriminator, "model.discriminator",
+        self.discriminator = build(discriminator, self.default_discriminator, "model.discriminator",
                                        image_shape=self.image_shape)
         self.value_range = tuple(getattr(self.generator, "value_range", (-1.0, 1.0)))
         self._build_heads()

@@ -22,8 +22,8 @@ from torch import nn
 from xgen.errors import ConfigError, check
 from xgen.latent import Codes, LatentSpec
 from xgen.metrics.clustering import cluster_accuracy
-from xgen.models.base import build_net, plain
-from xgen.models.gan import GAN, NetSpec, plain_latent
+from xgen.models.base import plain
+from xgen.models.gan import GAN, NetSpec, build, plain_latent
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator
 from xgen.nets.infogan import QHead
 
@@ -92,7 +92,7 @@ class InfoGAN(GAN):
                               "xgen.nets.gan.Discriminator)")
         spec = self._q_spec
         kwargs = dict(feature_dim=int(feat), categorical=self.latent.categorical, continuous=self.latent.continuous)
-        self.q_head = build_net(spec, QHead, "model.q_head", **kwargs)
+        self.q_head = build(spec, QHead, "model.q_head", **kwargs)
 
     def _check_heads(self, features: torch.Tensor) -> None:
         try:

@@ -57,8 +57,8 @@ def _stages_fit(h: int, w: int, n: int, key: str) -> tuple[int, int]:
     f = 2 ** n
     if h % f or w % f:
         raise ConfigError(f"{key}: {n} stride-2 layers need height and width divisible by {f}, but the data is "
-                          f"{h}x{w}. Fix: use {n - 1 if n > 1 else 1} fewer/more entries in {key}.channels "
-                          f"(or channels=null to size them from the data), or resize the data.")
+                          f"{h}x{w}. Fix: fewer entries in {key}.channels (channels=null sizes them from the data), "
+                          f"nets made for this size (model/net=...), or resized data.")
     return h // f, w // f
 
 
