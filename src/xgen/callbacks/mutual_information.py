@@ -1,19 +1,17 @@
 """MutualInformation: the InfoGAN lower bound L_I = E[log Q(c|x)] + H(c) per epoch, for any GAN.
 
 For InfoGAN the model's own Q is used. For a plain GAN/DCGAN (whose generator is fed the same codes
-but never asked to keep them recoverable) a *probe* — a copy of the discriminator's architecture with
-a Q head, trained only on detached generated samples — plays Q's part, so that the two curves of the
-report's fig. 2.4 (GAN vs InfoGAN) are measured the same way. A probe that cannot beat chance gives
-L_I ≈ 0: G ignores its codes.
+but never asked to keep them recoverable) a *probe* — a Q head of the same design on the
+discriminator's detached features, trained only on generated samples — plays Q's part, as in the
+InfoGAN paper's GAN baseline (Q on D's shared body), so that the two curves of the report's fig. 2.4
+are measured the same way. A probe that cannot beat chance gives L_I ≈ 0: G ignores its codes.
 
 Keys: ``train/mi_cat`` and ``train/mi_cont`` (epoch means over training batches; for InfoGAN the model
-logs them itself), ``val/mi_cat`` and ``val/mi_cont`` (eval-mode Q on ``num_samples`` fresh samples at
+logs them itself), ``val/mi_cat`` and ``val/mi_cont`` (Q on ``num_samples`` fresh samples at
 the end of each training epoch), ``val/q_acc`` (how often Q's argmax recovers categorical code 0).
 """
 
 from __future__ import annotations
-
-import copy
 
 import lightning as L
 import torch
@@ -22,17 +20,8 @@ from xgen.errors import ConfigError
 from xgen.latent import Codes
 from xgen.models.base import adam
 from xgen.models.infogan import info_terms
+from xgen.nets.gan import batch_stats
 from xgen.nets.infogan import QHead
-
-
-class _Probe(torch.nn.Module):
-    def __init__(self, body: torch.nn.Module, head: QHead):
-        super().__init__()
-        self.body, self.head = body, head
-
-    def forward(self, x: torch.Tensor):
-        _, features = self.body(x)
-        return self.head(features)
 
 
 class MutualInformation(L.Callback):
@@ -52,7 +41,7 @@ class MutualInformation(L.Callback):
                               "probe_every_n_steps >= 1 and probe_lr > 0 are required")
         self.num_samples, self.probe_lr, self.every = int(num_samples), float(probe_lr), int(probe_every_n_steps)
         self.batch_size, self.seed = int(batch_size), int(seed)
-        self.probe: _Probe | None = None
+        self.probe: QHead | None = None
         self.history: list[dict[str, float]] = []
         self._opt = None
         self._sums: dict[str, torch.Tensor] = {}
@@ -71,20 +60,21 @@ class MutualInformation(L.Callback):
             raise ConfigError("callbacks.mutual_information: the model's latent has no codes to measure; add some "
                               "(e.g. model.latent.categorical=[10] model.latent.continuous=2)")
         if not self._has_q(pl_module) and self.probe is None:
-            body = copy.deepcopy(pl_module.discriminator)
-            for m in body.modules():  # a fresh probe: re-initialise the copied layers
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-            head = QHead(body.feature_dim, latent.categorical, latent.continuous)
-            self.probe = _Probe(body, head).to(pl_module.device)
+            feat = getattr(pl_module.discriminator, "feature_dim", None)
+            if feat is None:
+                raise ConfigError("callbacks.mutual_information: the discriminator has no feature_dim for the probe")
+            self.probe = QHead(int(feat), latent.categorical, latent.continuous).to(pl_module.device)
+            if getattr(self, "_pending_probe", None) is not None:
+                self.probe.load_state_dict(self._pending_probe)
+                self._pending_probe = None
             self._opt = adam(self.probe.parameters(), self.probe_lr, (0.5, 0.999))
 
     # ------------------------------------------------------------------ the probe (plain GANs)
     def _q(self, pl_module, x: torch.Tensor):
+        _, features = pl_module.discriminator(x)
         if self._has_q(pl_module):
-            _, features = pl_module.discriminator(x)
             return pl_module.q(features)
-        return self.probe(x)
+        return self.probe(features.detach())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._has_q(pl_module) or batch_idx % self.every:
@@ -93,10 +83,14 @@ class MutualInformation(L.Callback):
         latent = pl_module.latent
         codes = latent.sample_codes(b, device=pl_module.device)
         with torch.no_grad():
-            fake = pl_module.generator(latent.assemble(codes))
+            # D in eval mode: reading features must not move its BatchNorm statistics
+            was = pl_module.discriminator.training
+            pl_module.discriminator.eval()
+            _, features = pl_module.discriminator(pl_module.generator(latent.assemble(codes)))
+            pl_module.discriminator.train(was)
         self.probe.train()
         with torch.enable_grad():
-            t = info_terms(latent, *self.probe(fake.detach()), codes)
+            t = info_terms(latent, *self.probe(features.detach()), codes)
             loss = t["nll_cat"] + t["nll_cont"]
             self._opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -108,14 +102,13 @@ class MutualInformation(L.Callback):
     # ------------------------------------------------------------------ per epoch
     @torch.no_grad()
     def evaluate(self, pl_module) -> dict[str, float]:
-        """L_I (nats) and Q's accuracy on code 0, in eval mode, on ``num_samples`` fixed draws."""
+        """L_I (nats) and Q's accuracy on code 0 on ``num_samples`` fixed draws, in batches of
+        ``batch_size`` normalised as in training (:func:`xgen.nets.gan.batch_stats`), without updates."""
         latent = pl_module.latent
         g = torch.Generator().manual_seed(self.seed)
         sums = {"mi_cat": 0.0, "mi_cont": 0.0, "q_acc": 0.0}
-        modes = [(m, m.training) for m in (pl_module, self.probe) if m is not None]
-        for m, _ in modes:
-            m.eval()
-        try:
+        mods = [m for m in (pl_module, self.probe) if m is not None]
+        with batch_stats(*mods):
             done = 0
             while done < self.num_samples:
                 n = min(self.batch_size, self.num_samples - done)
@@ -128,9 +121,6 @@ class MutualInformation(L.Callback):
                 if logits:
                     sums["q_acc"] += float((logits[0].argmax(1) == c.categorical[:, 0]).float().sum())
                 done += n
-        finally:
-            for m, mode in modes:
-                m.train(mode)
         out = {k: v / self.num_samples for k, v in sums.items()}
         if not latent.categorical:
             out.pop("q_acc")

@@ -15,7 +15,8 @@ in G, LeakyReLU in D, tanh (or sigmoid) output. The InfoGAN paper's MNIST nets, 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +73,28 @@ def dcgan_init(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+@contextmanager
+def batch_stats(*modules: nn.Module) -> Iterator[None]:
+    """Evaluate as in training but without side effects: dropout off, BatchNorm normalising with the
+    batch's own statistics (as every training step does) while its running statistics stay untouched
+    (momentum 0). GAN discriminators see real and generated batches separately, so their running
+    statistics are a mix of both and suit neither; this is the mode the Q head was trained in."""
+    saved = [(m, m.training) for mod in modules for m in mod.modules()]
+    bns = [(m, m.momentum) for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    try:
+        for mod in modules:
+            mod.eval()
+        for m, _ in bns:
+            m.momentum = 0.0
+            m.train()
+        yield
+    finally:
+        for m, mom in bns:
+            m.momentum = mom
+        for m, mode in saved:
+            m.training = mode
 
 
 class ScheduledDropout(nn.Module):
