@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from xgen.errors import ConfigError
 from xgen.latent import Codes
@@ -46,6 +47,7 @@ class MutualInformation(L.Callback):
         self._opt = None
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+        self.enabled = True
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -56,9 +58,12 @@ class MutualInformation(L.Callback):
         latent = getattr(pl_module, "latent", None)
         if latent is None or not hasattr(pl_module, "discriminator"):
             raise ConfigError("callbacks.mutual_information: needs a GAN-family model (latent, generator, discriminator)")
-        if latent.num_codes == 0:
-            raise ConfigError("callbacks.mutual_information: the model's latent has no codes to measure; add some "
-                              "(e.g. model.latent.categorical=[10] model.latent.continuous=2)")
+        self.enabled = latent.num_codes > 0
+        if not self.enabled:
+            rank_zero_warn("callbacks.mutual_information: the model's latent has no codes, nothing to measure; "
+                           "add some to compare with InfoGAN (e.g. model.latent.categorical=[10] "
+                           "model.latent.continuous=2)")
+            return
         if not self._has_q(pl_module) and self.probe is None:
             feat = getattr(pl_module.discriminator, "feature_dim", None)
             if feat is None:
@@ -77,7 +82,7 @@ class MutualInformation(L.Callback):
         return self.probe(features.detach())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._has_q(pl_module) or batch_idx % self.every:
+        if not self.enabled or self._has_q(pl_module) or batch_idx % self.every:
             return
         b = batch[0].shape[0]
         latent = pl_module.latent
@@ -127,6 +132,8 @@ class MutualInformation(L.Callback):
         return out
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.enabled:
+            return
         logs: dict[str, float] = {}
         if self._count:
             logs.update({f"train/{k}": float(v) / self._count for k, v in self._sums.items()})
