@@ -163,3 +163,19 @@ def test_sample_grids_traversal_one_row_per_category(tmp_path):
     # a GAN without codes gets no traversal grid
     gan = GAN(image_shape=(1, 28, 28))
     assert SampleGrids()._fixed_traversal(gan) is None
+
+
+def test_batch_stats_normalises_with_the_batch_and_leaves_running_stats_alone():
+    from xgen.nets.gan import batch_stats
+
+    bn = torch.nn.BatchNorm1d(3)
+    net = torch.nn.Sequential(torch.nn.Dropout(0.5), bn)
+    net.train()
+    x = torch.randn(64, 3) * 5 + 2
+    before = bn.running_mean.clone(), bn.running_var.clone()
+    with batch_stats(net):
+        y = net(x)
+        assert not net[0].training and bn.training
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert torch.allclose(y.mean(0), torch.zeros(3), atol=1e-5)  # normalised by the batch's own statistics
+    assert net.training and net[0].training and bn.momentum == 0.1  # everything restored

@@ -73,3 +73,18 @@ def test_info_terms_closed_forms():
     v = 0.01
     exact = info_terms(spec, [torch.zeros(8, 4)], codes.continuous.clone(), torch.full((8, 1), math.log(v)), codes)
     assert exact["mi_cont"].item() == pytest.approx(math.log(2) - 0.5 * (math.log(2 * math.pi) + math.log(v)), rel=1e-5)
+
+
+def test_test_cat_acc_is_hungarian_accuracy_of_q_on_real_test_images(runs):
+    from xgen.metrics import cluster_accuracy
+
+    model, _ = runs["infogan"]
+    dm = DigitsDataModule(batch_size=64, eval_batch_size=100, seed=0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    result = trainer.test(model, datamodule=dm, verbose=False)[0]
+    x, y = dm.split("test")
+    model.eval()
+    pred = model.predict_code(dm.scale(x))
+    expected = cluster_accuracy(pred, y, num_clusters=10, num_classes=10)
+    assert result["test/cat_acc"] == pytest.approx(expected, abs=1e-6)
+    assert 0.1 < expected <= 1.0
