@@ -1,7 +1,7 @@
 """Unsupervised accuracy on the Fashion-MNIST test split: InfoGAN's categorical code against k-means.
 
 For each run directory (its ``checkpoints/last.ckpt``): an InfoGAN is scored by Q's argmax on the
-real test images (as ``test/cat_acc``); any GAN-family model is also scored by k-means (k = 10) on its
+real test images (as ``test/cat_acc``, BatchNorm in eval mode; also with batch statistics); any GAN-family model is also scored by k-means (k = 10) on its
 discriminator's features; k-means on raw pixels is the floor. Hungarian matching throughout
 (:func:`xgen.metrics.cluster_accuracy`). Prints one JSON line.
 
@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from xgen.data import FashionMNISTDataModule, to_value_range
 from xgen.metrics import cluster_accuracy
 from xgen.models import DCGAN, GAN, InfoGAN
+from xgen.nets.gan import batch_stats
 
 
 def load(run: Path):
@@ -65,6 +66,9 @@ def main() -> None:
         res = {"model": type(model).__name__, "kmeans_d_features": kmeans_accuracy(feats, labels)}
         if pred is not None:
             res["q_argmax"] = cluster_accuracy(pred, labels, num_clusters=10, num_classes=10)
+            with batch_stats(model):  # BatchNorm with each test batch's own statistics, for comparison
+                _, pred_b = features(model, x)
+            res["q_argmax_batch_stats"] = cluster_accuracy(pred_b, labels, num_clusters=10, num_classes=10)
         out[str(run)] = res
     if args.pixels:
         out["pixels"] = {"kmeans_pixels": kmeans_accuracy(x_u8.flatten(1).float().numpy() / 255.0, labels)}
