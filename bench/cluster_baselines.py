@@ -30,7 +30,8 @@ def load(run: Path):
     """The run's model class (from its config.yaml) loaded from checkpoints/last.ckpt."""
     target = OmegaConf.load(run / "config.yaml").model._target_
     cls = {"xgen.models.InfoGAN": InfoGAN, "xgen.models.DCGAN": DCGAN, "xgen.models.GAN": GAN}[target]
-    return cls.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    # weights_only=False: also reads checkpoints written before hyperparameters were made plain (own runs only)
+    return cls.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False).eval()
 
 
 @torch.no_grad()

@@ -79,3 +79,18 @@ def test_thesis_aloi_and_chestxray_configs():
 def test_every_experiment_composes(exp):
     cfg = _cfg(f"experiment={exp}")
     assert cfg.model._target_.startswith("xgen.models.")
+
+
+@pytest.mark.parametrize("model", ["gan", "dcgan", "infogan"])
+def test_hyperparameters_from_the_cli_are_plain(model):
+    """Checkpoints load with torch.load(weights_only=True) only when no OmegaConf object is saved."""
+
+    def plain(v):
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        return v is None or isinstance(v, (bool, int, float, str))
+
+    m = _model(_cfg(f"model={model}"))
+    assert plain(dict(m.hparams)), {k: type(v) for k, v in m.hparams.items()}

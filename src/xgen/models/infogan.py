@@ -63,7 +63,9 @@ class InfoGAN(GAN):
                  n_critic: int = 1, gp_weight: float = 10.0, clip_value: float = 0.01,
                  lambda_cat: float = 1.0, lambda_cont: float = 0.1, q_variance: str = "learned",
                  info_in_d_step: bool = True, info_in_g_step: bool = True, eval_code: int = 0):
-        latent, q_head = plain_latent(latent), plain(q_head)
+        # save_hyperparameters reads this frame's locals too: keep every argument plain (no OmegaConf)
+        latent, q_head, generator, discriminator = plain_latent(latent), plain(q_head), plain(generator), plain(discriminator)
+        image_shape, betas_g, betas_d = plain(image_shape), plain(betas_g), plain(betas_d)
         check(float(lambda_cat) >= 0, "model.lambda_cat", f"the information weight must be >= 0, got {lambda_cat}")
         check(float(lambda_cont) >= 0, "model.lambda_cont", f"the information weight must be >= 0, got {lambda_cont}")
         check(q_variance in ("learned", "fixed"), "model.q_variance", f"choose learned or fixed, got {q_variance!r}")
