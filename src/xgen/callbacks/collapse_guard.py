@@ -14,7 +14,6 @@ import logging
 import math
 
 import lightning as L
-import torch
 
 from xgen.errors import ConfigError
 

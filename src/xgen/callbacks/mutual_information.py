@@ -18,7 +18,6 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from xgen.errors import ConfigError
-from xgen.latent import Codes
 from xgen.models.base import adam
 from xgen.models.infogan import info_terms
 from xgen.nets.gan import batch_stats
