@@ -51,8 +51,8 @@ class LatentSpec:
     def from_config(cls, value: "LatentSpec | Mapping[str, Any] | None", key: str = "model.latent",
                     default: "LatentSpec | None" = None) -> "LatentSpec":
         """A LatentSpec from itself, a mapping of its fields (Hydra config) or None (``default``)."""
-        if value is None:
-            return default if default is not None else cls()
+        if value is None:  # a copy: a class-level default must not be shared between models
+            return cls(**default.to_dict()) if default is not None else cls()
         if isinstance(value, LatentSpec):
             return value
         if not isinstance(value, Mapping):

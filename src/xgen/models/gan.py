@@ -131,9 +131,9 @@ class GAN(L.LightningModule):
         self.gp_weight, self.clip_value = float(gp_weight), float(clip_value)
         self.automatic_optimization = False
         self.generator = build(generator, self.default_generator, "model.generator",
-                                   image_shape=self.image_shape, latent_dim=self.latent.dim)
+                               image_shape=self.image_shape, latent_dim=self.latent.dim)
         self.discriminator = build(discriminator, self.default_discriminator, "model.discriminator",
-                                       image_shape=self.image_shape)
+                                   image_shape=self.image_shape)
         self.value_range = tuple(getattr(self.generator, "value_range", (-1.0, 1.0)))
         self._build_heads()
         self._check_shapes()
