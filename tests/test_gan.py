@@ -78,8 +78,8 @@ def test_thesis_aloi_nets_shapes():
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"latent": {"noise": 62, "categorical": [], "continuous": 0}}, r"model.latent: InfoGAN needs at least one code"),
-    ({"latent": {"noise": 62, "categorical": [1], "continuous": 2}}, r"model.latent.categorical: code 0 has 1 value"),
+    ({"latent": {"noise": 62, "categorical": [], "continuous": 0}}, r"^model\.latent: InfoGAN needs at least one code"),
+    ({"latent": {"noise": 62, "categorical": [1], "continuous": 2}}, r"^model\.latent\.categorical: code 0 has 1 value"),
     ({"lambda_cat": -1.0}, r"model.lambda_cat: the information weight must be >= 0"),
     ({"lambda_cont": -0.1}, r"model.lambda_cont"),
     ({"loss": "wasserstein"}, r"model.loss: unknown loss"),

@@ -66,10 +66,12 @@ def test_traversal_grid_rows_are_categories_columns_are_continuous():
 def test_from_config_and_validation_messages():
     spec = LatentSpec.from_config({"noise": 62, "categorical": 10, "continuous": 2})
     assert spec.categorical == [10]
-    with pytest.raises(ConfigError, match=r"model.latent.categorical.*needs >= 2"):
+    with pytest.raises(ConfigError, match=r"^model\.latent\.categorical: code 1 has 1 value.*needs >= 2"):
         LatentSpec.from_config({"noise": 10, "categorical": [10, 1], "continuous": 0})
     with pytest.raises(ConfigError, match=r"model.latent.noise"):
         LatentSpec(noise=-1)
+    with pytest.raises(ConfigError, match=r"^gen\.latent\.noise: must be >= 0"):
+        LatentSpec.from_config({"noise": -2}, key="gen.latent")
     with pytest.raises(ConfigError, match=r"unknown field"):
         LatentSpec.from_config({"noise": 1, "discrete": [3]})
     with pytest.raises(ConfigError, match=r"at least one code"):

@@ -64,11 +64,11 @@ class LatentSpec:
         cat = value.get("categorical", [])
         if isinstance(cat, int):  # model.latent.categorical=10 means one code of 10 values
             cat = [cat]
-        try:
-            return cls(noise=value.get("noise", 0), categorical=list(cat), continuous=value.get("continuous", 0),
-                       noise_prior=value.get("noise_prior", "normal"))
-        except ConfigError as e:
-            raise ConfigError(str(e).replace("latent.", f"{key}.", 1)) from None
+        spec = cls.__new__(cls)
+        spec.noise, spec.categorical = int(value.get("noise", 0)), [int(k) for k in cat]
+        spec.continuous, spec.noise_prior = int(value.get("continuous", 0)), value.get("noise_prior", "normal")
+        spec.validate(key)
+        return spec
 
     def validate(self, key: str = "model.latent") -> None:
         check(self.noise >= 0, f"{key}.noise", f"must be >= 0, got {self.noise}")
