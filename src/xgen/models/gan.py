@@ -237,6 +237,10 @@ class GAN(L.LightningModule):
             loss = loss + extra
         return loss, logs
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
+        checkpoint["xgen_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     # ------------------------------------------------------------------ DDP
     def on_train_start(self) -> None:
         """Under DDP, synchronise gradients here rather than in DDP's reducer: a GAN step has two
