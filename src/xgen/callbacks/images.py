@@ -50,19 +50,40 @@ def log_grid(trainer: L.Trainer, key: str, images: torch.Tensor, nrow: int, valu
 class SampleGrids(L.Callback):
     """Every ``every_n_epochs`` (and at the end of training) saves a grid of samples from fixed prior
     draws and, for models with ``reconstruct``, a grid of fixed validation images (odd rows) above
-    their reconstructions (even rows).
+    their reconstructions (even rows). For models with a ``latent`` (:class:`xgen.latent.LatentSpec`)
+    that has codes, also a traversal grid: one row per value of categorical code ``traversal_categorical``,
+    continuous code ``traversal_continuous`` stepped across ``traversal_span``, noise and other codes fixed.
 
     The model must provide ``generate(n_or_latent)``; ``sample_latent``/``sample_prior`` fix the draws.
     """
 
     def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, num_reconstructions: int = 32,
-                 nrow: int = 8, seed: int = 0):
+                 nrow: int = 8, seed: int = 0, traversal: bool = True, traversal_categorical: int = 0,
+                 traversal_continuous: int = 0, traversal_steps: int = 10,
+                 traversal_span: tuple[float, float] = (-1.0, 1.0)):
         if every_n_epochs < 1:
             raise ValueError(f"callbacks.sample_grids.every_n_epochs must be >= 1, got {every_n_epochs}")
+        if traversal_steps < 2:
+            raise ValueError(f"callbacks.sample_grids.traversal_steps must be >= 2, got {traversal_steps}")
         self.every_n_epochs, self.num_samples, self.num_rec = every_n_epochs, num_samples, num_reconstructions
         self.nrow, self.seed = nrow, seed
+        self.traversal, self.trav_cat, self.trav_cont = bool(traversal), int(traversal_categorical), int(traversal_continuous)
+        self.trav_steps, self.trav_span = int(traversal_steps), tuple(float(v) for v in traversal_span)
         self._latent = None
         self._real = None
+        self._trav = None
+
+    def _fixed_traversal(self, pl_module):
+        """(latent grid, columns) for a model with codes, else None."""
+        spec = getattr(pl_module, "latent", None)
+        if not self.traversal or spec is None or not hasattr(spec, "traversal") or spec.num_codes == 0:
+            return None
+        if self._trav is None:
+            cat = min(self.trav_cat, spec.num_categorical - 1) if spec.num_categorical else None
+            cont = min(self.trav_cont, spec.continuous - 1) if spec.continuous else None
+            g = torch.Generator().manual_seed(self.seed)
+            self._trav = spec.traversal(cat, cont, steps=self.trav_steps, span=self.trav_span, generator=g)
+        return self._trav.to(pl_module.device), self.trav_steps
 
     def _fixed_latent(self, pl_module):
         if self._latent is None:
@@ -90,6 +111,10 @@ class SampleGrids(L.Callback):
             imgs = pl_module.generate(self._fixed_latent(pl_module))
             paths.append(log_grid(trainer, "samples", imgs, self.nrow, vr,
                                   filename="samples_final" if suffix else None))
+            trav = self._fixed_traversal(pl_module)
+            if trav is not None:
+                paths.append(log_grid(trainer, "traversal", pl_module.generate(trav[0]), trav[1], vr,
+                                      filename="traversal_final" if suffix else None))
             real = self._fixed_real(trainer) if hasattr(pl_module, "reconstruct") else None
             if real is not None:
                 real = real.to(pl_module.device)

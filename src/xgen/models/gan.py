@@ -1,0 +1,329 @@
+"""GAN and DCGAN as LightningModules with manual optimisation, and the adversarial losses they share.
+
+Algorithm 1 of Goodfellow et al. (2014) (thesis §3.2.4): every training step updates the
+discriminator (critic) on a fresh real minibatch; every ``n_critic``-th step also updates the
+generator, so there are k = ``n_critic`` discriminator steps per generator step. One Adam per player.
+
+Losses, on D's raw outputs (logits), per image averaged over the batch, in nats for the BCE family:
+  * ``bce`` (default): D minimises −log D(x) − log(1 − D(G(z))); G the non-saturating −log D(G(z));
+  * ``minimax``: as ``bce`` but G minimises log(1 − D(G(z))) (Goodfellow's original game);
+  * ``wgan_gp``: critic without sigmoid, D minimises E c(G(z)) − E c(x) + w·GP, G minimises −E c(G(z))
+    (Gulrajani et al. 2017); ``wgan``: the same with weights clipped to ±``clip_value`` (Arjovsky et al. 2017);
+  * ``hinge``: D minimises E relu(1 − c(x)) + E relu(1 + c(G(z))), G minimises −E c(G(z)) (Miyato et al. 2018).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+
+from xgen.errors import ConfigError, XgenError, check
+from xgen.latent import Codes, LatentSpec
+from xgen.models.base import adam, build_net, check_optim, plain
+from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+
+LOSSES = ("bce", "minimax", "wgan_gp", "wgan", "hinge")
+NetSpec = nn.Module | Mapping | None
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's (critic's) loss from its logits on real and generated images (GP excluded)."""
+    if kind in ("bce", "minimax"):
+        return F.softplus(-real).mean() + F.softplus(fake).mean()  # −log σ(r) − log(1 − σ(f))
+    if kind in ("wgan_gp", "wgan"):
+        return fake.mean() - real.mean()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ConfigError(f"model.loss: unknown loss {kind!r}; choose one of {LOSSES}")
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss from the discriminator's logits on generated images."""
+    if kind == "bce":
+        return F.softplus(-fake).mean()  # −log σ(f): non-saturating
+    if kind == "minimax":
+        return -F.softplus(fake).mean()  # log(1 − σ(f))
+    if kind in ("wgan_gp", "wgan", "hinge"):
+        return -fake.mean()
+    raise ConfigError(f"model.loss: unknown loss {kind!r}; choose one of {LOSSES}")
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP's penalty E[(‖∇ₓ c(x̂)‖₂ − 1)²] at x̂ = ε·real + (1 − ε)·fake, ε ~ U(0, 1) per image.
+
+    Zero for a critic that is 1-Lipschitz with unit gradient norm everywhere (e.g. x ↦ w·x, ‖w‖ = 1).
+    """
+    if eps is None:
+        eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
+    x = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    out = critic(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def build(spec: NetSpec, default: Callable[..., nn.Module], key: str, **kwargs: Any) -> nn.Module:
+    """:func:`xgen.models.base.build_net`, re-raising xgen's own error (not Hydra's wrapper) so that
+    Python users see the message too."""
+    try:
+        return build_net(spec, default, key, **kwargs)
+    except Exception as e:  # hydra.errors.InstantiationException wraps the ConfigError
+        cause = e
+        while cause is not None and not isinstance(cause, XgenError):
+            cause = cause.__cause__
+        if cause is not None and cause is not e:
+            raise cause from None
+        raise
+
+
+def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
+    """A latent spec as a plain dict (checkpoints stay loadable with weights_only)."""
+    return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
+
+
+class GAN(L.LightningModule):
+    """A GAN (Goodfellow et al. 2014) trained with Lightning's manual optimisation.
+
+    Args:
+        image_shape: (C, H, W) of the data; the CLI fills it from the data module.
+        latent: the generator input (:class:`~xgen.latent.LatentSpec` or a mapping of its fields).
+            A plain GAN ignores codes in its loss but feeds them to G, so that a probe can measure
+            whether G uses them (report fig. 2.4).
+        generator, discriminator: networks (module, ``_target_`` config or ``None`` for the defaults:
+            MLPs for GAN, DCGAN conv nets for DCGAN); built with ``image_shape`` (and ``latent_dim``).
+        loss: ``bce`` | ``minimax`` | ``wgan_gp`` | ``wgan`` | ``hinge`` (module docstring).
+        lr_g, lr_d, betas_g, betas_d: Adam settings of each player.
+        n_critic: discriminator steps per generator step (k of Algorithm 1).
+        gp_weight: weight of the gradient penalty (``wgan_gp``).
+        clip_value: weight clipping bound (``wgan``).
+    """
+
+    default_latent = LatentSpec(noise=100, categorical=[], continuous=0)
+    default_generator: Callable[..., nn.Module] = MLPGenerator
+    default_discriminator: Callable[..., nn.Module] = MLPDiscriminator
+
+    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), latent: LatentSpec | Mapping | None = None,
+                 generator: NetSpec = None, discriminator: NetSpec = None, loss: str = "bce",
+                 lr_g: float = 2e-4, lr_d: float = 2e-4, betas_g: Sequence[float] = (0.5, 0.999),
+                 betas_d: Sequence[float] = (0.5, 0.999), n_critic: int = 1, gp_weight: float = 10.0,
+                 clip_value: float = 0.01):
+        super().__init__()
+        latent, generator, discriminator = plain_latent(latent), plain(generator), plain(discriminator)
+        betas_g, betas_d, image_shape = plain(betas_g), plain(betas_d), plain(image_shape)
+        check(loss in LOSSES, "model.loss", f"unknown loss {loss!r}; choose one of {LOSSES}")
+        check_optim(lr_g, betas_g, "model.g")
+        check_optim(lr_d, betas_d, "model.d")
+        check(int(n_critic) >= 1, "model.n_critic", f"discriminator steps per generator step must be >= 1, got {n_critic}")
+        check(float(gp_weight) >= 0, "model.gp_weight", f"must be >= 0, got {gp_weight}")
+        check(float(clip_value) > 0, "model.clip_value", f"must be > 0, got {clip_value}")
+        self.latent = LatentSpec.from_config(latent, default=self.default_latent)
+        self._check_latent()
+        latent = self.latent.to_dict()  # save_hyperparameters reads the locals: keep them plain
+        ignore = [n for n, v in (("generator", generator), ("discriminator", discriminator)) if isinstance(v, nn.Module)]
+        self.save_hyperparameters(ignore=ignore)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.loss_kind, self.n_critic = loss, int(n_critic)
+        self.gp_weight, self.clip_value = float(gp_weight), float(clip_value)
+        self.automatic_optimization = False
+        self.generator = build(generator, self.default_generator, "model.generator",
+                               image_shape=self.image_shape, latent_dim=self.latent.dim)
+        self.discriminator = build(discriminator, self.default_discriminator, "model.discriminator",
+                                   image_shape=self.image_shape)
+        self.value_range = tuple(getattr(self.generator, "value_range", (-1.0, 1.0)))
+        self._build_heads()
+        self._check_shapes()
+        if loss == "wgan_gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules()):
+            rank_zero_warn("model.loss=wgan_gp with BatchNorm in the critic: the penalty is then only approximate "
+                           "(Gulrajani et al. 2017 drop BN); consider model.discriminator.norm=false.")
+
+    # ------------------------------------------------------------------ construction hooks
+    def _check_latent(self) -> None:
+        """Subclasses add requirements (InfoGAN needs codes)."""
+
+    def _build_heads(self) -> None:
+        """Subclasses add heads on the discriminator's features (InfoGAN's Q)."""
+
+    def _check_shapes(self) -> None:
+        """Push a tiny batch through G and D on the CPU so that a net/data mismatch stops here."""
+        g, d = self.generator, self.discriminator
+        modes = (g.training, d.training)
+        g.eval(), d.eval()
+        try:
+            with torch.no_grad():
+                try:
+                    fake = g(self.latent.sample(2, generator=torch.Generator().manual_seed(0)))
+                except RuntimeError as e:
+                    raise ConfigError(f"model.generator: cannot take a {self.latent.dim}-wide latent "
+                                      f"({type(g).__name__}: {e}). Fix: build it with latent_dim={self.latent.dim} "
+                                      "or change model.latent.") from None
+                if tuple(fake.shape[1:]) != self.image_shape:
+                    raise ConfigError(f"model.generator: {type(g).__name__} makes {tuple(fake.shape[1:])} images but "
+                                      f"the data is {self.image_shape}. Fix: pick nets made for this size "
+                                      "(model/net=...) or resize the data.")
+                try:
+                    out = d(torch.zeros(2, *self.image_shape))
+                except RuntimeError as e:
+                    raise ConfigError(f"model.discriminator: {type(d).__name__} cannot take {self.image_shape} images "
+                                      f"({e}). Fix: pick nets made for this size (model/net=...).") from None
+                if not (isinstance(out, tuple) and len(out) == 2 and tuple(out[0].shape) == (2,)):
+                    raise ConfigError(f"model.discriminator: {type(d).__name__} must return (logits (B,), features "
+                                      "(B, F)); subclass xgen.nets.gan.Discriminator.")
+                self._check_heads(out[1])
+        finally:
+            g.train(modes[0]), d.train(modes[1])
+
+    def _check_heads(self, features: torch.Tensor) -> None:
+        """Subclasses check their heads against D's features."""
+
+    # ------------------------------------------------------------------ generation
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n generator inputs from the prior, on this module's device."""
+        return self.latent.sample(n, generator=generator, device=self.device)
+
+    def generate(self, n_or_latent: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in ``value_range``: ``generate(64)`` or ``generate(latent)``."""
+        latent = self.sample_latent(n_or_latent, generator) if isinstance(n_or_latent, int) else n_or_latent
+        return self.generator(latent.to(self.device))
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.generator(latent)
+
+    # ------------------------------------------------------------------ losses
+    def d_params(self) -> list[nn.Parameter]:
+        """Parameters the discriminator's optimiser updates."""
+        return list(self.discriminator.parameters())
+
+    def g_params(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters())
+
+    def d_extra(self, fake_features: torch.Tensor, codes: Codes, logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Extra discriminator-side loss on the generated batch (InfoGAN: −λ·L_I); None for a GAN."""
+        return None
+
+    def g_extra(self, fake_features: torch.Tensor, codes: Codes, logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+    def discriminator_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminator's loss on a real batch and as many generated images."""
+        codes = self.latent.sample_codes(x.shape[0], device=x.device)
+        with torch.no_grad():
+            fake = self.generator(self.latent.assemble(codes))
+        real_logits, _ = self.discriminator(x)
+        fake_logits, fake_features = self.discriminator(fake)
+        loss = discriminator_loss(self.loss_kind, real_logits, fake_logits)
+        logs = {"loss_d": loss}
+        if self.loss_kind == "wgan_gp":
+            gp = gradient_penalty(lambda t: self.discriminator(t)[0], x, fake)
+            logs["gp"] = gp
+            loss = loss + self.gp_weight * gp
+        extra = self.d_extra(fake_features, codes, logs)
+        if extra is not None:
+            loss = loss + extra
+        return loss, logs
+
+    def generator_terms(self, batch_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        codes = self.latent.sample_codes(batch_size, device=self.device)
+        fake = self.generator(self.latent.assemble(codes))
+        fake_logits, fake_features = self.discriminator(fake)
+        loss = generator_loss(self.loss_kind, fake_logits)
+        logs = {"loss_g": loss}
+        extra = self.g_extra(fake_features, codes, logs)
+        if extra is not None:
+            loss = loss + extra
+        return loss, logs
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
+        checkpoint["xgen_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    # ------------------------------------------------------------------ DDP
+    def on_train_start(self) -> None:
+        """Under DDP, synchronise gradients here rather than in DDP's reducer: a GAN step has two
+        backward passes, each using only some parameters, which the reducer (one backward per forward,
+        every parameter used) rejects. Each player's gradients are averaged over processes just before
+        its optimiser steps, exactly what DDP would do, so the model works unchanged with strategy=ddp."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = getattr(self.trainer.strategy, "model", None)
+        self._sync_grads = isinstance(ddp, DistributedDataParallel) and self.trainer.world_size > 1
+
+    def _average_grads(self, params: Sequence[nn.Parameter]) -> None:
+        if not getattr(self, "_sync_grads", False):
+            return
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat.div_(self.trainer.world_size)
+        for g, s in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            g.copy_(s)
+
+    # ------------------------------------------------------------------ Lightning
+    def configure_optimizers(self):
+        h = self.hparams
+        self._g_params, self._d_params = self.g_params(), self.d_params()
+        opt_g = adam(self._g_params, h.lr_g, h.betas_g)
+        opt_d = adam(self._d_params, h.lr_d, h.betas_d)
+        return [opt_g, opt_d]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = batch[0]
+        opt_g, opt_d = self.optimizers()
+        if getattr(self, "_sync_grads", False):  # Lightning re-arms DDP's reducer before every step
+            self.trainer.strategy.model.require_backward_grad_sync = False
+        # discriminator / critic: every step
+        self.toggle_optimizer(opt_d)
+        loss_d, logs = self.discriminator_terms(x)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        self._average_grads(self._d_params)
+        opt_d.step()
+        if self.loss_kind == "wgan":
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-self.clip_value, self.clip_value)
+        self.untoggle_optimizer(opt_d)
+        # generator: every n_critic-th step
+        if (batch_idx + 1) % self.n_critic == 0:
+            self.toggle_optimizer(opt_g)
+            loss_g, glogs = self.generator_terms(x.shape[0])
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(loss_g)
+            self._average_grads(self._g_params)
+            opt_g.step()
+            self.untoggle_optimizer(opt_g)
+            logs.update(glogs)
+        self._last_losses = {k: v.detach() for k, v in logs.items()}
+        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True,
+                      prog_bar=False, batch_size=x.shape[0])
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x = batch[0]
+        logits, _ = self.discriminator(x)
+        # how surely D calls held-out real images real (−log D(x), nats); a rising value flags overfitting
+        self.log(f"{stage}/loss_d_real", F.softplus(-logits).mean(), on_epoch=True, sync_dist=True,
+                 batch_size=x.shape[0])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+
+class DCGAN(GAN):
+    """DCGAN (Radford et al. 2016; thesis §3.2.4): the GAN with the resolution-aware conv nets of
+    :mod:`xgen.nets.gan` (strided convs, BatchNorm, ReLU/LeakyReLU, tanh output) by default."""
+
+    default_generator = ConvGenerator
+    default_discriminator = ConvDiscriminator
