@@ -135,3 +135,35 @@ def test_wandb_sweep_file_calls_the_same_entry_point(tmp_path):
     cfg = yaml.safe_load(r.stdout)
     assert cfg["model"]["beta"] == 0.1 and cfg["model"]["latent_dim"] == 2
     assert spec["metric"]["name"] == "val/nelbo"
+
+
+# thesis Table 4.1: id -> (z size, categorical codes, continuous codes, epochs, batch size, lr)
+TABLE_4_1 = {
+    111: (62, [10], 2, 50, 128, 2e-4), 112: (62, [10], 2, 50, 256, 2e-4), 113: (62, [10], 2, 100, 128, 2e-4),
+    114: (62, [10], 2, 100, 128, 2e-4), 115: (100, [10], 2, 100, 128, 2e-4), 116: (30, [10], 2, 100, 128, 2e-4),
+    117: (30, [10], 2, 200, 128, 2e-4), 118: (0, [10], 2, 100, 128, 2e-4), 119: (62, [10], 3, 100, 128, 2e-4),
+    120: (62, [], 2, 100, 256, 2e-4),
+}
+
+
+def test_thesis_fmnist_sweep_is_table_4_1(compose):
+    jobs = _sweep_jobs(["+sweep=thesis_fmnist"])
+    assert len(jobs) == 10
+    rows = {}
+    for job in jobs:
+        cfg = compose(["+sweep=thesis_fmnist", *job])
+        run_id = int(job[0].split("_")[-1])
+        lat = cfg.model.latent
+        rows[run_id] = (lat.noise, list(lat.categorical), lat.continuous, cfg.trainer.max_epochs,
+                        cfg.data.batch_size, cfg.model.lr_g)
+        assert cfg.model.lr_d == cfg.model.lr_g  # the thesis: the same rate for both players
+        assert cfg.data._target_ == "xgen.data.FashionMNISTDataModule"
+        assert cfg.model._target_ == "xgen.models.InfoGAN"
+        assert not (cfg.callbacks or {}).get("dropout_schedule")  # "Dropout: No" in every row
+    assert rows == TABLE_4_1
+
+
+def test_dropout_ablation_sweep_grid():
+    jobs = _sweep_jobs(["+sweep=dropout_ablation"])
+    assert len(jobs) == 18
+    assert {tuple(sorted(o.split("=")[0] for o in j)) for j in jobs} == {("callbacks", "data", "seed")}
