@@ -45,6 +45,7 @@ def train_one(dataset: str, arch: str, out_dir: Path, threads: int) -> Path:
     """Run the xgen training job for one (dataset, arch) and write its weight file."""
     import torch
 
+    from xgen.metrics.features import write_classifier_weights
     from xgen.models import load_model
 
     overrides = RUNS[(dataset, arch)] + COMMON
@@ -57,24 +58,11 @@ def train_one(dataset: str, arch: str, out_dir: Path, threads: int) -> Path:
         summary = json.loads((Path(tmp) / "summary.json").read_text())
         model = load_model(str(Path(tmp) / "checkpoints" / "last.ckpt"))
     net_cfg = {k: v for k, v in dict(model.hparams.net).items() if k != "_target_"}
-    record = {
-        "format": "xgen-classifier/1",
-        "arch": arch,
-        "net_kwargs": net_cfg,
-        "image_shape": list(model.image_shape),
-        "num_classes": model.num_classes,
-        "input_range": [0.0, 1.0],
-        "dataset": dataset,
-        "test_acc": summary["metrics"].get("test/acc"),
-        "val_acc": summary["metrics"].get("val/acc"),
-        "command": "xgen " + " ".join(overrides),
-        "torch_version": torch.__version__,
-        "threads": threads,
-        "state_dict": {k: v.detach().clone().contiguous() for k, v in model.net.state_dict().items()},
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / weight_name(dataset, arch)
-    torch.save(record, path)
+    path = write_classifier_weights(
+        out_dir / weight_name(dataset, arch), model.net, arch, model.image_shape, model.num_classes, net_cfg,
+        dataset=dataset, test_acc=summary["metrics"].get("test/acc"), val_acc=summary["metrics"].get("val/acc"),
+        command="xgen " + " ".join(overrides), torch_version=str(torch.__version__), threads=threads)
+    record = {"test_acc": summary["metrics"].get("test/acc")}
     print(f"{path}: test/acc={record['test_acc']:.4f} sha256={sha256(path)[:16]}", flush=True)
     return path
 

@@ -146,6 +146,20 @@ def shipped_classifiers() -> list[str]:
     return out
 
 
+def write_classifier_weights(path: str | Path, net: nn.Module, arch: str, image_shape: Sequence[int],
+                             num_classes: int, net_kwargs: dict | None = None, **meta: object) -> Path:
+    """Save a classifier network in the format :class:`ClassifierExtractor` reads (``meta``: dataset,
+    test_acc, command, ... recorded as they are)."""
+    record = {"format": "xgen-classifier/1", "arch": arch, "net_kwargs": dict(net_kwargs or {}),
+              "image_shape": [int(s) for s in image_shape], "num_classes": int(num_classes),
+              "input_range": [0.0, 1.0], **meta,
+              "state_dict": {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(record, path)
+    return path
+
+
 def load_classifier_record(path: str | Path) -> dict:
     """Read and validate a classifier weight file written by ``scripts/train_classifiers.py``."""
     from xgen.nets.classifier import ARCHS
@@ -323,4 +337,5 @@ def check_same_shape(real_shape: Sequence[int], generated_shape: Sequence[int]) 
 
 __all__ = ["EXTRACTORS", "ClassifierExtractor", "Extracted", "FeatureExtractor", "InceptionExtractor",
            "WeightsError", "build_extractor", "check_same_shape", "file_sha256", "load_classifier_record",
-           "shipped_classifier_path", "shipped_classifiers", "to_unit", "write_standin_inception_weights"]
+           "shipped_classifier_path", "shipped_classifiers", "to_unit", "write_classifier_weights",
+           "write_standin_inception_weights"]
