@@ -27,7 +27,7 @@ from pathlib import Path
 # (dataset, arch) -> the xgen overrides of that run
 RUNS: dict[tuple[str, str], list[str]] = {
     ("fashion_mnist", "thesis"): ["data=fashion_mnist", "model=classifier", "trainer.max_epochs=15"],
-    ("fashion_mnist", "strong"): ["data=fashion_mnist", "model=classifier_strong", "trainer.max_epochs=10"],
+    ("fashion_mnist", "strong"): ["data=fashion_mnist", "model=classifier_strong", "trainer.max_epochs=12"],
     ("digits", "thesis"): ["data=digits", "model=classifier", "trainer.max_epochs=20"],
     ("digits", "strong"): ["data=digits", "model=classifier_strong", "trainer.max_epochs=15"],
 }

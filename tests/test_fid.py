@@ -161,3 +161,94 @@ def test_precision_recall_identical_and_disjoint_sets():
     collapsed = a[np.argsort(a[:, 0])[:60]] + 0.01
     pr = precision_recall(a, collapsed)
     assert pr["precision"] > 0.9 and pr["recall"] < 0.5
+
+
+# ----------------------------------------------------------------------------- the FID callback
+def _tiny_vae():
+    from xgen.models import VAE
+
+    torch.manual_seed(0)
+    return VAE(image_shape=(1, 28, 28), latent_dim=4,
+               encoder={"_target_": "xgen.nets.vae.MLPEncoder", "hidden": [64]},
+               decoder={"_target_": "xgen.nets.vae.MLPDecoder", "hidden": [64]})
+
+
+def _trainer(callback, max_epochs: int):
+    import lightning as L
+
+    return L.Trainer(max_epochs=max_epochs, limit_train_batches=3, limit_val_batches=1, limit_test_batches=1,
+                     callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0)
+
+
+@pytest.fixture(scope="module")
+def digits_dm():
+    from xgen.data import DigitsDataModule
+
+    return DigitsDataModule(batch_size=64, eval_batch_size=500)
+
+
+def test_fid_callback_logs_fid_every_n_epochs_and_at_the_end(digits_dm, tmp_path, monkeypatch):
+    from xgen.callbacks import FID
+    from xgen.metrics import quality
+    from xgen.metrics.features import build_extractor
+
+    cb = FID(every_n_epochs=2, num_samples=200, num_samples_final=300, arch="thesis", cache_dir=str(tmp_path),
+             kid_subsets=10)
+    model = _tiny_vae()
+    trainer = _trainer(cb, max_epochs=3)
+    trainer.fit(model, digits_dm)
+    assert [(h["stage"], h["epoch"], h["n"]) for h in cb.history] == [("val", 1, 200), ("val", 2, 200)]
+    # the logged value is the FID of the model's seeded samples against the real test split
+    ext = build_extractor("classifier", dataset="digits", arch="thesis")
+    real = ext.extract(digits_dm.split("test")[0]).features
+    gen = ext.extract(quality.generate_images(model, 200, seed=0), model.value_range).features
+    assert float(trainer.callback_metrics["val/fid"]) == pytest.approx(fid(real, gen), rel=1e-4)
+    # the real statistics were cached once, under a key holding the extractor's weights hash
+    cached = list(tmp_path.glob("*.pt"))
+    assert len(cached) == 1 and cached[0].name.startswith("digits-test-n") and ext.weights_id in cached[0].name
+    # at the end: more samples, all metrics; KID's subset size adapts to the 270 real test digits, with a warning
+    cb.kid_subset_size = 1000
+    with pytest.warns(UserWarning, match="using subset_size=270"):
+        results = trainer.test(model, digits_dm, verbose=False)[0]
+    assert cb.history[-1]["stage"] == "test" and cb.history[-1]["n"] == 300
+    assert results["test/fid"] > 0 and 1.0 <= results["test/is"] <= 10.0
+    assert 0 <= results["test/precision"] <= 1 and 0 <= results["test/recall"] <= 1 and "test/kid" in results
+    # a new callback reads the cache instead of recomputing the real features
+    monkeypatch.setattr(quality, "real_reference", lambda *a, **k: pytest.fail("real statistics recomputed"))
+    cb2 = FID(arch="thesis", cache_dir=str(tmp_path))
+    ref = cb2.reference(trainer, model)
+    assert ref.stats.n == digits_dm.split("test")[0].shape[0] and ref.image_shape == (1, 28, 28)
+
+
+def test_fid_callback_validates_its_config():
+    from xgen.callbacks import FID
+    from xgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="callbacks.fid.extractor: unknown extractor 'vgg'"):
+        FID(extractor="vgg")
+    with pytest.raises(ConfigError, match="callbacks.fid.metrics: unknown metric"):
+        FID(metrics=["fid", "lpips"])
+    with pytest.raises(ConfigError, match="callbacks.fid.real_split"):
+        FID(real_split="holdout")
+
+
+@pytest.mark.slow
+def test_fid_callback_under_ddp_on_cpu(tmp_path):
+    """Two gloo processes: each generates half the samples, features are gathered once, and both ranks
+    log the same FID over all of them."""
+    import json
+    import subprocess
+    import sys
+
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    subprocess.run([sys.executable, "-m", "xgen", "data=digits", "model=vae", "model.latent_dim=4", "trainer=ddp_cpu",
+                    "callbacks=fid", "callbacks.progress_bar=null", "callbacks.sample_grids=null",
+                    "callbacks.fid.num_samples=201", "callbacks.fid.num_samples_final=300",
+                    "callbacks.fid.final_metrics=[fid]", "callbacks.fid.arch=thesis",
+                    f"callbacks.fid.cache_dir={cache}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                    "trainer.enable_model_summary=false", f"hydra.run.dir={run}"],
+                   check=True, capture_output=True, timeout=600)
+    metrics = json.loads((run / "summary.json").read_text())["metrics"]
+    assert np.isfinite(metrics["val/fid"]) and np.isfinite(metrics["test/fid"])
+    assert len(list(cache.glob("*.pt"))) == 1  # one cache file, written by rank 0

@@ -178,7 +178,7 @@ def real_vs_real(dm, extractor, split: str = "test", num_samples: int = 10000, r
     out: dict[str, Any] = {"model": f"real {other_split} subset", "data": dm.name, "split": split,
                            "num_samples": n, "repeats": int(repeats), "disjoint_subsets": disjoint,
                            "extractor": extractor.cache_key}
-    for k in runs[0]:
+    for k in (k for k in runs[0] if not k.endswith("_std")):  # the spread over repeats replaces KID/IS's own
         vals = torch.tensor([r[k] for r in runs], dtype=torch.float64)
         out[f"{split}/{k}"] = float(vals.mean())
         if len(runs) > 1:
