@@ -3,7 +3,7 @@
 
     PYTHONPATH=src python bench/bench_fid_callback.py                      # VAE on Fashion-MNIST
     PYTHONPATH=src python bench/bench_fid_callback.py --model infogan      # once the GAN family lands
-    PYTHONPATH=src python bench/bench_fid_callback.py --set trainer.limit_train_batches=50   # a quick look
+    PYTHONPATH=src python bench/bench_fid_callback.py --set +trainer.limit_train_batches=50   # a quick look
 
 Trains the same configuration twice, one epoch each (same seed): without callbacks, then with the FID
 callback measuring ``--num-samples`` samples at the end of every epoch. The real statistics are cached

@@ -150,7 +150,7 @@ def test_train_with_fid_callback_then_xgen_eval(tmp_path):
     cmd = [sys.executable, "-m", "xgen", "data=digits", "model=vae", "model.latent_dim=4", "callbacks=fid",
            "callbacks.progress_bar=null", "callbacks.fid.num_samples=200", "callbacks.fid.num_samples_final=300",
            "callbacks.fid.arch=thesis", f"callbacks.fid.cache_dir={env_cache}", "trainer.max_epochs=2",
-           "trainer.limit_train_batches=5", "trainer.enable_model_summary=false", f"hydra.run.dir={run}"]
+           "+trainer.limit_train_batches=5", "trainer.enable_model_summary=false", f"hydra.run.dir={run}"]
     subprocess.run(cmd, check=True, capture_output=True)
     summary = json.loads((run / "summary.json").read_text())["metrics"]
     for key in ("val/fid", "test/fid", "test/kid", "test/is", "test/precision", "test/recall"):

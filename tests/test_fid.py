@@ -246,7 +246,7 @@ def test_fid_callback_under_ddp_on_cpu(tmp_path):
                     "callbacks=fid", "callbacks.progress_bar=null", "callbacks.sample_grids=null",
                     "callbacks.fid.num_samples=201", "callbacks.fid.num_samples_final=300",
                     "callbacks.fid.final_metrics=[fid]", "callbacks.fid.arch=thesis",
-                    f"callbacks.fid.cache_dir={cache}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                    f"callbacks.fid.cache_dir={cache}", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
                     "trainer.enable_model_summary=false", f"hydra.run.dir={run}"],
                    check=True, capture_output=True, timeout=600)
     metrics = json.loads((run / "summary.json").read_text())["metrics"]
