@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from xgen.callbacks import FID
 
     overrides = [f"data={args.data}", f"model={args.model}", "callbacks=none", "logger=csv", "trainer.max_epochs=1",
-                 "trainer.enable_model_summary=false", "trainer.enable_progress_bar=false", "test=false", *args.set]
+                 "trainer.enable_model_summary=false", "+trainer.enable_progress_bar=false", "test=false", *args.set]
     with tempfile.TemporaryDirectory(prefix="xgen-bench-fid-") as tmp:
         cache = Path(tmp) / "cache"
         fid_cb = FID(every_n_epochs=1, num_samples=args.num_samples, extractor=args.extractor, arch=args.arch,

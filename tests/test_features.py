@@ -126,7 +126,7 @@ def test_unknown_extractor_name():
 def test_shipped_classifier_weights_load_and_are_small(dataset, arch):
     path = shipped_classifier_path(dataset, arch)
     assert path.is_file(), f"{path} is not shipped; run scripts/train_classifiers.py"
-    assert path.stat().st_size < 400_000
+    assert path.stat().st_size < 450_000
     ext = build_extractor("classifier", dataset=dataset, arch=arch)
     assert ext.record["test_acc"] > (0.9 if dataset == "fashion_mnist" else 0.95)
     assert ext.record["command"].startswith("xgen ")
