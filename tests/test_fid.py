@@ -252,3 +252,19 @@ def test_fid_callback_under_ddp_on_cpu(tmp_path):
     metrics = json.loads((run / "summary.json").read_text())["metrics"]
     assert np.isfinite(metrics["val/fid"]) and np.isfinite(metrics["test/fid"])
     assert len(list(cache.glob("*.pt"))) == 1  # one cache file, written by rank 0
+
+
+def test_callbacks_fid_config_adds_fid_to_the_default_callbacks():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from xgen.callbacks import FID, SampleGrids
+    from xgen.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["callbacks=fid", "callbacks.fid.every_n_epochs=5"])
+    assert {"model_checkpoint", "sample_grids", "fid"} <= set(cfg.callbacks)
+    cb = instantiate(cfg.callbacks.fid)
+    assert isinstance(cb, FID) and cb.every_n_epochs == 5 and cb.num_samples == 1000
+    assert cb.num_samples_final == 10000 and cb.extractor_name == "classifier" and cb.metrics == ("fid",)
+    assert isinstance(instantiate(cfg.callbacks.sample_grids), SampleGrids)

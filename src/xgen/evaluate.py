@@ -142,6 +142,11 @@ def evaluate_model(model: torch.nn.Module, dm, extractor, split: str = "test", n
         out.update({f"{split}/{k}": v for k, v in scores.items()})
         out["num_samples"] = num_samples
         out["extractor"] = extractor.cache_key
+    if callable(getattr(model, "predict", None)) and hasattr(model, "num_classes"):  # xgen.models.Classifier
+        from xgen.data import to_value_range
+
+        pred = torch.cat([model.predict(to_value_range(b, model.value_range))[0].cpu() for b in _batches(images, batch_size)])
+        out[f"{split}/acc"] = float((pred == labels).float().mean())
     cat = categorical_accuracy(model, images, labels, batch_size)
     if cat is not None:
         out[f"{split}/cat_acc"] = cat["cat_acc"]
