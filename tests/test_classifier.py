@@ -42,6 +42,7 @@ def test_classifier_builds_nets_from_configs_and_exposes_features():
         ThesisCNN(image_shape=(1, 30, 30))
 
 
+@pytest.mark.slow
 def test_classifier_learns_digits():
     import lightning as L
 

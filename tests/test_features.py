@@ -45,15 +45,14 @@ def test_inception_tiles_grayscale_and_converts_ranges_itself(inception):
     prepared = inception.prepare(to_unit(u8))
     assert prepared.dtype == torch.uint8 and prepared.shape == (2, 3, 28, 28)
     assert torch.equal(prepared[:, 0], u8[:, 0]) and torch.equal(prepared[:, 2], u8[:, 0])
-    # the same images as uint8, as float in (0, 1) and as float in (-1, 1): identical features
-    a = inception.extract(u8)
-    b = inception.extract(u8.float() / 255, (0.0, 1.0))
-    c = inception.extract(u8.float() / 127.5 - 1, (-1.0, 1.0))
-    assert a.features.shape == (2, 2048) and a.logits.shape == (2, 1008)
-    torch.testing.assert_close(a.features, b.features)
-    torch.testing.assert_close(a.features, c.features)
-    # and RGB input whose channels are equal gives the same as grayscale
-    torch.testing.assert_close(inception.extract(u8.expand(-1, 3, -1, -1)).features, a.features)
+    # the same images as float in (0, 1), float in (-1, 1), or RGB with equal channels: the network gets
+    # exactly the same uint8 input, hence the same features
+    for images, vr in ((u8.double() / 255, (0.0, 1.0)), (u8.float() / 127.5 - 1, (-1.0, 1.0)),
+                       (u8.expand(-1, 3, -1, -1), (0.0, 1.0))):
+        assert torch.equal(inception.prepare(to_unit(images, vr)), prepared)
+    out = inception.extract(u8[:1])
+    assert out.features.shape == (1, 2048) and out.logits.shape == (1, 1008)
+    torch.testing.assert_close(out.features, inception.net(prepared[:1])[0])
 
 
 def test_inception_weights_hash_is_part_of_the_cache_key(tmp_path, standin_inception, inception):
