@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -95,6 +96,33 @@ def test_categorical_accuracy_uses_predict_codes_and_hungarian_matching():
     acc = categorical_accuracy(_CodePredictor(labels), images, labels, batch_size=30)
     assert acc["cat_acc"] == 1.0 and acc["cat_acc_per_code"] == [1.0, 0.1]
     assert categorical_accuracy(torch.nn.Linear(2, 2), images, labels) is None
+
+
+class _InfoGANLike(torch.nn.Module):
+    """The GAN branch's interface: predict_code(x, code=j) per code, latent.num_categorical, eval_code.
+    Code 1 is a relabelling of the true classes, code 0 is constant."""
+
+    value_range = (-1.0, 1.0)
+    device = torch.device("cpu")
+    latent = SimpleNamespace(num_categorical=2, categorical=[10, 10])
+
+    def __init__(self, labels, eval_code):
+        super().__init__()
+        self.labels, self.eval_code, self.seen = labels, eval_code, {0: 0, 1: 0}
+
+    def predict_code(self, x, code=None):
+        i = self.seen[code]
+        y = self.labels[i:i + x.shape[0]]
+        self.seen[code] += x.shape[0]
+        return (y * 7) % 10 if code == 1 else torch.zeros_like(y)
+
+
+def test_categorical_accuracy_with_predict_code_per_code():
+    labels = torch.arange(100) % 10
+    images = torch.randint(0, 256, (100, 1, 4, 4), dtype=torch.uint8)
+    acc = categorical_accuracy(_InfoGANLike(labels, eval_code=1), images, labels, batch_size=30)
+    assert acc["cat_acc_per_code"] == [0.1, 1.0] and acc["cat_acc"] == 1.0
+    assert categorical_accuracy(_InfoGANLike(labels, eval_code=0), images, labels)["cat_acc"] == 0.1  # the model's own code
 
 
 def test_score_rejects_mismatched_image_shapes():

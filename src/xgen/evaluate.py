@@ -6,9 +6,10 @@
     xgen eval --real-vs-real --data fashion_mnist           # the same-dataset FID floor (thesis fig. 4.6)
 
 For every model: FID (and KID, IS, precision/recall) of generated samples against the real split,
-with the offline classifier extractor unless ``--extractor inception``; for models with
-``predict_codes(x)`` (InfoGAN) the categorical-code accuracy under Hungarian matching on the labelled
-split; for VAEs the test ELBO and an importance-weighted log-likelihood estimate with k samples.
+with the offline classifier extractor unless ``--extractor inception``; for InfoGAN (a model with
+``predict_codes(x)`` or ``predict_code(x, code=j)``) the categorical-code accuracy under Hungarian
+matching on the labelled split; for VAEs the test ELBO and an importance-weighted log-likelihood
+estimate with k samples; for classifiers their accuracy.
 """
 
 from __future__ import annotations
@@ -82,21 +83,44 @@ def _batches(x: torch.Tensor, size: int):
 @torch.no_grad()
 def categorical_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          batch_size: int = 500) -> dict[str, Any] | None:
-    """Hungarian-matched accuracy of each categorical code predicted by ``model.predict_codes(x)``
-    (int64 (N,) or (N, n_codes)); None when the model has no ``predict_codes``."""
+    """Hungarian-matched accuracy of every categorical code the model predicts from images, or None.
+
+    The model provides ``predict_codes(x)`` -> int64 (N,) or (N, n_codes), or (the GAN branch's InfoGAN)
+    ``predict_code(x, code=j)`` -> int64 (N,) for j < ``model.latent.num_categorical``. ``cat_acc`` is
+    the accuracy of ``model.eval_code`` when the model names one, else of the best code.
+    """
     from xgen.data import to_value_range
     from xgen.metrics.clustering import cluster_accuracy
 
-    predict = getattr(model, "predict_codes", None)
-    if not callable(predict):
+    predict_all, predict_one = getattr(model, "predict_codes", None), getattr(model, "predict_code", None)
+    if not callable(predict_all) and not callable(predict_one):
         return None
+    n_codes = int(getattr(getattr(model, "latent", None), "num_categorical", 1))
+    if not callable(predict_all) and n_codes < 1:
+        return None
+    sizes = list(getattr(getattr(model, "latent", None), "categorical", []) or [])
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        if callable(predict_all):
+            return torch.as_tensor(predict_all(x))
+        return torch.stack([torch.as_tensor(predict_one(x, code=j)) for j in range(n_codes)], 1)
+
     vr = getattr(model, "value_range", (0.0, 1.0))
+    was_training = model.training
     model.eval()
-    codes = torch.cat([torch.as_tensor(predict(to_value_range(b, vr).to(model.device))).cpu() for b in
-                       _batches(images, batch_size)])
+    try:
+        codes = torch.cat([predict(to_value_range(b, vr).to(model.device)).cpu() for b in _batches(images, batch_size)])
+    finally:
+        model.train(was_training)
     codes = codes.view(codes.shape[0], -1).long()
-    accs = [cluster_accuracy(codes[:, j], labels) for j in range(codes.shape[1])]
-    return {"cat_acc": max(accs), "cat_acc_per_code": accs}
+    n_classes = int(labels.max()) + 1
+    accs = []
+    for j in range(codes.shape[1]):
+        k = int(sizes[j]) if j < len(sizes) else int(codes[:, j].max()) + 1
+        accs.append(cluster_accuracy(codes[:, j], labels, num_clusters=k, num_classes=max(k, n_classes)))
+    eval_code = getattr(model, "eval_code", None)
+    best = accs[int(eval_code)] if isinstance(eval_code, int) and 0 <= eval_code < len(accs) else max(accs)
+    return {"cat_acc": best, "cat_acc_per_code": accs}
 
 
 def is_vae(model: torch.nn.Module) -> bool:
