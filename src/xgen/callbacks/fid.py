@@ -127,7 +127,7 @@ class FID(L.Callback):
     # ------------------------------------------------------------------ hooks
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        last = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch >= trainer.max_epochs
         if epoch % self.every_n_epochs == 0 or last:
             values = self.measure(trainer, pl_module, self.num_samples, self.metrics)
             self.history[-1]["stage"] = "val"
