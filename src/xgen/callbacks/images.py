@@ -102,6 +102,8 @@ class SampleGrids(L.Callback):
 
     @torch.no_grad()
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool = False) -> list[Path]:
+        if not callable(getattr(pl_module, "generate", None)):
+            return []  # e.g. xgen.models.Classifier: nothing to sample
         was_training = pl_module.training
         pl_module.eval()
         paths = []
