@@ -163,12 +163,14 @@ class InfoVAE(VAE):
     posterior q(z) and the prior so that every latent unit is used.
 
     Objective (minimised, per image): rec + (1 − alpha)·KL(q(z|x)‖p(z)) + (alpha + lambda_ − 1)·MMD(q(z), p(z)).
-    alpha=1 drops the KL term (the official MMD-VAE); the default alpha=0, lambda_=1000 keeps the
-    full ELBO and adds a strong MMD term (MMD is O(1e-2) while rec is hundreds of nats per image).
+    alpha=1 drops the KL term (the official MMD-VAE). The default alpha=0, lambda_=10 keeps the full
+    ELBO and adds the MMD term with weight 9. Measured on digits (conv nets, 10 epochs): lambda_=10
+    reached val nelbo 298 (plain VAE 300) with MMD 0.002, while lambda_=1000 collapsed the posterior
+    (every q(z|x) = N(0, I): KL 0, rec 356) because the noisy MMD gradient drowns the reconstruction.
     The MMD compares the batch's sampled codes with ``prior_samples`` draws from N(0, I).
     """
 
-    def __init__(self, *args: Any, alpha: float = 0.0, lambda_: float = 1000.0, kernel: str = "rbf",
+    def __init__(self, *args: Any, alpha: float = 0.0, lambda_: float = 10.0, kernel: str = "rbf",
                  kernel_scale: float | None = None, prior_samples: int = 200, **kwargs: Any):
         check(float(alpha) <= 1, "model.alpha", f"must be <= 1 (the KL weight is 1 - alpha), got {alpha}")
         check(float(alpha) + float(lambda_) - 1 >= 0, "model.lambda_",
