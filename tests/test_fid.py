@@ -268,3 +268,20 @@ def test_callbacks_fid_config_adds_fid_to_the_default_callbacks():
     assert isinstance(cb, FID) and cb.every_n_epochs == 5 and cb.num_samples == 1000
     assert cb.num_samples_final == 10000 and cb.extractor_name == "classifier" and cb.metrics == ("fid",)
     assert isinstance(instantiate(cfg.callbacks.sample_grids), SampleGrids)
+
+
+def test_generate_images_shards_are_the_single_process_stream():
+    """Under DDP each rank decodes its block of batches of the same latent stream; concatenated in rank
+    order they equal what one process generates (so DDP and single-process FID see the same images)."""
+    from xgen.metrics.quality import generate_images, shard_batches
+    from xgen.models import VAE
+
+    torch.manual_seed(0)
+    model = VAE(image_shape=(1, 8, 8), latent_dim=3,
+                encoder={"_target_": "xgen.nets.vae.MLPEncoder", "hidden": [16]},
+                decoder={"_target_": "xgen.nets.vae.MLPDecoder", "hidden": [16]})
+    single = generate_images(model, 1050, batch_size=100, seed=5)
+    for world in (2, 3, 4):
+        parts = [generate_images(model, 1050, batch_size=100, seed=5, rank=r, world=world) for r in range(world)]
+        assert torch.equal(torch.cat(parts), single)
+        assert sum(len(shard_batches(1050, 100, r, world)) for r in range(world)) == 11

@@ -167,3 +167,35 @@ def test_dropout_ablation_sweep_grid():
     jobs = _sweep_jobs(["+sweep=dropout_ablation"])
     assert len(jobs) == 18
     assert {tuple(sorted(o.split("=")[0] for o in j)) for j in jobs} == {("callbacks", "data", "seed")}
+
+
+def test_fid_callback_same_value_under_ddp_and_ddp_checkpoint_resumes_in_one_process(tmp_path):
+    """The untrained model (same seed, no training steps) is scored on the same 1,000 samples by one
+    process and by 2 DDP processes that each decode half of them: the values must match."""
+    common = ["data=digits", "model/net=mlp", "callbacks=fid", "callbacks.progress_bar=null",
+              "trainer.max_epochs=1", "callbacks.fid.num_samples_final=1000", "callbacks.fid.final_metrics=[fid,kid]"]
+    values = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        out = tmp_path / trainer
+        r = subprocess.run([sys.executable, "-m", "xgen", *common, f"trainer={trainer}", "+trainer.limit_train_batches=0",
+                            f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "WANDB_MODE": "offline"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        values[trainer] = json.loads((out / "summary.json").read_text())["metrics"]
+    assert values["cpu"]["test/fid"] > 10  # an untrained VAE is far from the data
+    assert values["ddp_cpu"]["test/fid"] == pytest.approx(values["cpu"]["test/fid"], rel=1e-6)
+    assert values["ddp_cpu"]["test/kid"] == pytest.approx(values["cpu"]["test/kid"], rel=1e-6)
+
+    # a checkpoint written by 2 DDP processes continues in a single process
+    ddp = tmp_path / "ddp_train"
+    r = subprocess.run([sys.executable, "-m", "xgen", *FAST, "trainer=ddp_cpu", f"hydra.run.dir={ddp}"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "WANDB_MODE": "offline"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = json.loads((ddp / "summary.json").read_text())
+    r = subprocess.run([sys.executable, "-m", "xgen", *FAST, "trainer.max_epochs=2", f"ckpt_path={ddp}",
+                        f"hydra.run.dir={tmp_path / 'single'}"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "WANDB_MODE": "offline"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    second = json.loads((tmp_path / "single" / "summary.json").read_text())
+    # DDP: 10 steps per epoch per process; one process: 21 steps per epoch (digits, batch 64)
+    assert first["global_step"] == 10 and second["epochs"] == 2 and second["global_step"] == 10 + 21

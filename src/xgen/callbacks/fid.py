@@ -22,7 +22,8 @@ import torch
 
 from xgen.errors import check
 from xgen.metrics.features import EXTRACTORS, Extracted, FeatureExtractor, build_extractor
-from xgen.metrics.quality import RealReference, cached_real_reference, check_metrics, generate_images, score
+from xgen.metrics.quality import (RealReference, cached_real_reference, check_metrics, generate_images, score,
+                                  shard_batches)
 
 log = logging.getLogger("xgen")
 
@@ -96,10 +97,15 @@ class FID(L.Callback):
         return self._reference
 
     def _gather(self, pl_module: L.LightningModule, t: torch.Tensor, world: int, n: int) -> torch.Tensor:
+        """Concatenate every rank's rows in rank order (ranks may hold different counts)."""
         if world == 1:
             return t
-        g = pl_module.all_gather(t.to(pl_module.device))  # (world, n_local, ...)
-        return g.reshape(-1, *t.shape[1:]).cpu()[:n]
+        per_rank = len(shard_batches(n, self.batch_size, 0, world)) * self.batch_size
+        padded = torch.zeros(per_rank, *t.shape[1:], dtype=t.dtype)
+        padded[: t.shape[0]] = t.cpu()
+        counts = pl_module.all_gather(torch.tensor(t.shape[0], device=pl_module.device)).reshape(-1).tolist()
+        g = pl_module.all_gather(padded.to(pl_module.device)).cpu()  # (world, per_rank, ...)
+        return torch.cat([g[r, : int(c)] for r, c in enumerate(counts)])[:n]
 
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, n: int,
                 metrics: Sequence[str]) -> dict[str, float]:
@@ -108,8 +114,7 @@ class FID(L.Callback):
         ref = self.reference(trainer, pl_module)
         ext = self.extractor(trainer, pl_module)
         world, rank = trainer.world_size, trainer.global_rank
-        n_local = math.ceil(n / world)
-        images = generate_images(pl_module, n_local, self.batch_size, seed=self.seed + 7919 * rank)
+        images = generate_images(pl_module, n, self.batch_size, seed=self.seed, rank=rank, world=world)
         vr = getattr(pl_module, "value_range", (0.0, 1.0))
         ex = ext.extract(images, vr, self.batch_size)
         features = self._gather(pl_module, ex.features, world, n)

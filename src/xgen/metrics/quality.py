@@ -12,6 +12,8 @@ The pieces the FID callback and ``xgen eval`` share:
 
 from __future__ import annotations
 
+import math
+
 import hashlib
 import logging
 import os
@@ -123,19 +125,33 @@ def latent_sampler(model: torch.nn.Module):
     return sampler
 
 
+def shard_batches(n: int, batch_size: int, rank: int = 0, world: int = 1) -> range:
+    """The batch indices (of ``ceil(n / batch_size)``) that ``rank`` generates: a contiguous block."""
+    n_batches = math.ceil(int(n) / int(batch_size))
+    per_rank = math.ceil(n_batches / max(1, int(world)))
+    return range(min(n_batches, rank * per_rank), min(n_batches, (rank + 1) * per_rank))
+
+
 @torch.no_grad()
-def generate_images(model: torch.nn.Module, n: int, batch_size: int = 500, seed: int = 0) -> Tensor:
+def generate_images(model: torch.nn.Module, n: int, batch_size: int = 500, seed: int = 0,
+                    rank: int = 0, world: int = 1) -> Tensor:
     """``n`` samples of ``model`` (float, CPU, in ``model.value_range``), generated in batches in eval
-    mode from latents drawn with ``torch.Generator().manual_seed(seed)``."""
+    mode from latents drawn with ``torch.Generator().manual_seed(seed)``.
+
+    Under DDP (``world`` > 1) every rank draws the same latent stream but decodes only its block of
+    batches (:func:`shard_batches`), so the ranks' images, concatenated in rank order, are exactly
+    the images one process would generate: a DDP score equals the single-process score."""
     sampler = latent_sampler(model)
     g = torch.Generator().manual_seed(int(seed))
+    mine = shard_batches(n, batch_size, rank, world)
     was_training = model.training
     model.eval()
     out = []
     try:
-        for i in range(0, int(n), int(batch_size)):
-            z = sampler(min(int(batch_size), int(n) - i), generator=g)
-            out.append(model.generate(z).detach().float().cpu())
+        for k, i in enumerate(range(0, int(n), int(batch_size))):
+            z = sampler(min(int(batch_size), int(n) - i), generator=g)  # drawn by every rank: same stream
+            if k in mine:
+                out.append(model.generate(z).detach().float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
