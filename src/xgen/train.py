@@ -168,6 +168,10 @@ def finish_wandb() -> None:
 
 
 def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> dict[str, Any]:
+    if trainer.world_size > 1 and cfg.get("seed") is not None:
+        # the same seed on every rank would make all ranks draw the same latent noise each step (the
+        # model's initial weights are broadcast from rank 0 by DDP anyway): offset it by the rank
+        L.seed_everything(int(cfg.seed) + 1000 * trainer.global_rank, workers=True, verbose=False)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
