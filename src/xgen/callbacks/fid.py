@@ -13,7 +13,6 @@ same numbers (rank 0 writes the real-statistics cache, the others wait and read 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Sequence
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -97,3 +98,28 @@ def load_model(path: str, map_location: str | torch.device = "cpu"):
     module, _, name = str(target).rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     return cls.load_from_checkpoint(path, map_location=map_location)
+
+
+class StepModule(L.LightningModule):
+    """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
+    hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``; its class is
+    recorded in checkpoints so :func:`load_model` can rebuild it."""
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        record_class(self, checkpoint)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return adam(self.parameters(), h.lr, h.betas, h.weight_decay)

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xgen.errors import check
-from xgen.models.base import adam, build_net, check_optim, plain, record_class
+from xgen.models.base import StepModule, build_net, check_optim, plain
 from xgen.nets.classifier import ThesisCNN
 
 NetSpec = nn.Module | Mapping | None
 
 
-class Classifier(L.LightningModule):
+class Classifier(StepModule):
     """Cross-entropy classifier over an injected network (default: the thesis's fig. 4.8 CNN).
 
     Args:
@@ -80,19 +79,3 @@ class Classifier(L.LightningModule):
         self.log_dict({f"{stage}/loss": loss.detach(), f"{stage}/acc": acc}, on_step=train, on_epoch=True,
                       prog_bar=True, sync_dist=not train, batch_size=x.shape[0])
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        record_class(self, checkpoint)
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return adam(self.parameters(), h.lr, h.betas, h.weight_decay)

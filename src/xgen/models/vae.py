@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xgen.errors import check
 from xgen.metrics.mmd import KERNELS, mmd
-from xgen.models.base import adam, build_net, check_optim, plain, record_class
+from xgen.models.base import StepModule, build_net, check_optim, plain
 from xgen.nets.vae import ConvDecoder, ConvEncoder
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -28,7 +27,7 @@ LOG_2PI = math.log(2 * math.pi)
 NetSpec = nn.Module | Mapping | None
 
 
-class VAE(L.LightningModule):
+class VAE(StepModule):
     """Variational autoencoder (Kingma & Welling 2014) with a Gaussian encoder and the
     reparameterisation trick.
 
@@ -133,22 +132,6 @@ class VAE(L.LightningModule):
             self.log(f"{stage}/{k}", v.detach(), on_step=train, on_epoch=True, prog_bar=k == "nelbo",
                      sync_dist=not train, batch_size=x.shape[0])
         return t["loss"]
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        record_class(self, checkpoint)
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return adam(self.parameters(), h.lr, h.betas, h.weight_decay)
 
 
 class BetaVAE(VAE):
