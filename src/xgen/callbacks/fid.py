@@ -115,7 +115,12 @@ class FID(L.Callback):
         world, rank = trainer.world_size, trainer.global_rank
         images = generate_images(pl_module, n, self.batch_size, seed=self.seed, rank=rank, world=world)
         vr = getattr(pl_module, "value_range", (0.0, 1.0))
-        ex = ext.extract(images, vr, self.batch_size)
+        if images.shape[0] == 0:  # more ranks than batches: this rank decodes nothing, but still gathers
+            images = torch.zeros(1, *ref.image_shape)
+            ex = ext.extract(images, vr, self.batch_size)
+            ex, images = Extracted(ex.features[:0], ex.logits[:0]), images[:0]
+        else:
+            ex = ext.extract(images, vr, self.batch_size)
         features = self._gather(pl_module, ex.features, world, n)
         logits = self._gather(pl_module, ex.logits, world, n)
         values = score(ref, Extracted(features, logits), images.shape[1:], metrics, self.kid_subsets,
