@@ -82,7 +82,7 @@ def load_model(path: str, map_location: str | torch.device = "cpu"):
     import importlib
     from pathlib import Path
 
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
     target = ckpt.get(CLASS_KEY)
     if target is None:
         p = Path(path).resolve()
