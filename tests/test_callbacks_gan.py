@@ -107,7 +107,8 @@ class _Poison(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if batch_idx >= self.start:
             k = batch_idx - self.start
-            pl_module._last_losses = {"loss_d": torch.tensor(1e-3), "loss_g": torch.tensor(5.0 + k)}
+            pl_module._last_losses = {  # what last_losses returns
+                "loss_d": torch.tensor(1e-3), "loss_g": torch.tensor(5.0 + k)}
 
 
 def test_collapse_guard_stops_training_with_the_step(caplog):

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from xgen.latent import LatentSpec
+
 from xgen.errors import ConfigError
 from xgen.evaluate import categorical_accuracy, find_runs, format_table, main, noise_baseline, real_vs_real
 from xgen.metrics.features import build_extractor
@@ -39,7 +41,7 @@ class LinearGaussianVAE(torch.nn.Module):
         mu = (x - self.b) @ self.W / self.s ** 2 * self.post_var + self.shift
         return mu, self.post_var.log().expand_as(mu)
 
-    def decoder(self, z):
+    def decode_logits(self, z):
         return z @ self.W.T + self.b
 
     def reconstruction_nll(self, out, x):
@@ -53,7 +55,7 @@ class LinearGaussianVAE(torch.nn.Module):
 def test_iw_log_likelihood_is_exact_with_the_true_posterior():
     m = LinearGaussianVAE()
     torch.manual_seed(0)
-    x = m.decoder(torch.randn(20, 3, dtype=torch.float64)) + 0.5 * torch.randn(20, 6, dtype=torch.float64)
+    x = m.decode_logits(torch.randn(20, 3, dtype=torch.float64)) + 0.5 * torch.randn(20, 6, dtype=torch.float64)
     for k in (1, 7):
         torch.testing.assert_close(iw_log_likelihood(m, x, k=k), m.log_px(x), rtol=1e-9, atol=1e-9)
     # the one-sample ELBO (analytic KL) equals log p(x) in expectation when q is the true posterior
@@ -64,7 +66,7 @@ def test_iw_log_likelihood_is_exact_with_the_true_posterior():
 def test_iw_bound_tightens_with_k_towards_log_px():
     m = LinearGaussianVAE(shift=0.15)
     torch.manual_seed(1)
-    x = m.decoder(torch.randn(50, 3, dtype=torch.float64)) + 0.5 * torch.randn(50, 6, dtype=torch.float64)
+    x = m.decode_logits(torch.randn(50, 3, dtype=torch.float64)) + 0.5 * torch.randn(50, 6, dtype=torch.float64)
     true = float(m.log_px(x).mean())
     e = float(elbo(m, x.repeat(20, 1)).mean())
     iw = float(iw_log_likelihood(m, x, k=5000, chunk=1000).mean())
@@ -73,29 +75,11 @@ def test_iw_bound_tightens_with_k_towards_log_px():
     assert e < float(iw_log_likelihood(m, x, k=10).mean()) < true + 0.02
 
 
-class _CodePredictor(torch.nn.Module):
-    """Stands in for InfoGAN: predict_codes returns a relabelled copy of the labels (two codes)."""
+def test_categorical_accuracy_needs_a_model_that_predicts_codes():
+    from xgen.protocols import CapabilityError, PredictsCodes, require
 
-    value_range = (-1.0, 1.0)
-    device = torch.device("cpu")
-
-    def __init__(self, labels):
-        super().__init__()
-        self.labels, self.i = labels, 0
-
-    def predict_codes(self, x):
-        assert x.min() >= -1 and x.max() <= 1  # test images arrive in the model's value range
-        y = self.labels[self.i:self.i + x.shape[0]]
-        self.i += x.shape[0]
-        return torch.stack([(y + 3) % 10, torch.zeros_like(y)], 1)
-
-
-def test_categorical_accuracy_uses_predict_codes_and_hungarian_matching():
-    labels = torch.arange(100) % 10
-    images = torch.randint(0, 256, (100, 1, 4, 4), dtype=torch.uint8)
-    acc = categorical_accuracy(_CodePredictor(labels), images, labels, batch_size=30)
-    assert acc["cat_acc"] == 1.0 and acc["cat_acc_per_code"] == [1.0, 0.1]
-    assert categorical_accuracy(torch.nn.Linear(2, 2), images, labels) is None
+    with pytest.raises(CapabilityError, match=r"PredictsCodes .*Linear lacks latent, eval_code"):
+        require(torch.nn.Linear(2, 2), PredictsCodes, "categorical-code accuracy")
 
 
 class _InfoGANLike(torch.nn.Module):
@@ -104,7 +88,7 @@ class _InfoGANLike(torch.nn.Module):
 
     value_range = (-1.0, 1.0)
     device = torch.device("cpu")
-    latent = SimpleNamespace(num_categorical=2, categorical=[10, 10])
+    latent = LatentSpec(noise=0, categorical=[10, 10], continuous=0)
 
     def __init__(self, labels, eval_code):
         super().__init__()
@@ -118,6 +102,9 @@ class _InfoGANLike(torch.nn.Module):
 
 
 def test_categorical_accuracy_with_predict_code_per_code():
+    from xgen.protocols import PredictsCodes
+
+    assert isinstance(_InfoGANLike(torch.arange(3), 0), PredictsCodes)
     labels = torch.arange(100) % 10
     images = torch.randint(0, 256, (100, 1, 4, 4), dtype=torch.uint8)
     acc = categorical_accuracy(_InfoGANLike(labels, eval_code=1), images, labels, batch_size=30)

@@ -6,8 +6,8 @@
     xgen eval --real-vs-real --data fashion_mnist           # the same-dataset FID floor (thesis fig. 4.6)
 
 For every model: FID (and KID, IS, precision/recall) of generated samples against the real split,
-with the offline classifier extractor unless ``--extractor inception``; for InfoGAN (a model with
-``predict_codes(x)`` or ``predict_code(x, code=j)``) the categorical-code accuracy under Hungarian
+with the offline classifier extractor unless ``--extractor inception``; for InfoGAN (a model that
+:class:`~xgen.protocols.PredictsCodes`) the categorical-code accuracy under Hungarian
 matching on the labelled split; for VAEs the test ELBO and an importance-weighted log-likelihood
 estimate with k samples; for classifiers their accuracy.
 """
@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from xgen.errors import ConfigError, XgenError
+from xgen.protocols import Classifies, Generative, HasLikelihood, PredictsCodes
 
 STAGE_METRICS = ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall")
 
@@ -81,61 +82,37 @@ def _batches(x: torch.Tensor, size: int):
 
 
 @torch.no_grad()
-def categorical_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                         batch_size: int = 500) -> dict[str, Any] | None:
-    """Hungarian-matched accuracy of every categorical code the model predicts from images, or None.
-
-    The model provides ``predict_codes(x)`` -> int64 (N,) or (N, n_codes), or (the GAN branch's InfoGAN)
-    ``predict_code(x, code=j)`` -> int64 (N,) for j < ``model.latent.num_categorical``. ``cat_acc`` is
-    the accuracy of ``model.eval_code`` when the model names one, else of the best code.
-    """
+def categorical_accuracy(model: PredictsCodes, images: torch.Tensor, labels: torch.Tensor,
+                         batch_size: int = 500) -> dict[str, Any]:
+    """Hungarian-matched accuracy of every categorical code the model reads back from images
+    (:class:`xgen.protocols.PredictsCodes`). ``cat_acc`` is the accuracy of ``model.eval_code``."""
     from xgen.data import to_value_range
     from xgen.metrics.clustering import cluster_accuracy
 
-    predict_all, predict_one = getattr(model, "predict_codes", None), getattr(model, "predict_code", None)
-    if not callable(predict_all) and not callable(predict_one):
-        return None
-    n_codes = int(getattr(getattr(model, "latent", None), "num_categorical", 1))
-    if not callable(predict_all) and n_codes < 1:
-        return None
-    sizes = list(getattr(getattr(model, "latent", None), "categorical", []) or [])
-
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        if callable(predict_all):
-            return torch.as_tensor(predict_all(x))
-        return torch.stack([torch.as_tensor(predict_one(x, code=j)) for j in range(n_codes)], 1)
-
-    vr = getattr(model, "value_range", (0.0, 1.0))
+    sizes = list(model.latent.categorical)
     was_training = model.training
     model.eval()
     try:
-        codes = torch.cat([predict(to_value_range(b, vr).to(model.device)).cpu() for b in _batches(images, batch_size)])
+        codes = torch.cat([torch.stack([model.predict_code(to_value_range(b, model.value_range).to(model.device),
+                                                           code=j).cpu() for j in range(len(sizes))], 1)
+                           for b in _batches(images, batch_size)])
     finally:
         model.train(was_training)
-    codes = codes.view(codes.shape[0], -1).long()
     n_classes = int(labels.max()) + 1
-    accs = []
-    for j in range(codes.shape[1]):
-        k = int(sizes[j]) if j < len(sizes) else int(codes[:, j].max()) + 1
-        accs.append(cluster_accuracy(codes[:, j], labels, num_clusters=k, num_classes=max(k, n_classes)))
-    eval_code = getattr(model, "eval_code", None)
-    best = accs[int(eval_code)] if isinstance(eval_code, int) and 0 <= eval_code < len(accs) else max(accs)
-    return {"cat_acc": best, "cat_acc_per_code": accs}
-
-
-def is_vae(model: torch.nn.Module) -> bool:
-    return all(callable(getattr(model, a, None)) for a in ("encode", "reconstruction_nll")) and hasattr(model, "decoder")
+    accs = [cluster_accuracy(codes[:, j], labels, num_clusters=k, num_classes=max(k, n_classes))
+            for j, k in enumerate(sizes)]
+    return {"cat_acc": accs[int(model.eval_code)], "cat_acc_per_code": accs}
 
 
 @torch.no_grad()
-def vae_likelihood(model: torch.nn.Module, images: torch.Tensor, k: int, iw_images: int, batch_size: int,
+def vae_likelihood(model: HasLikelihood, images: torch.Tensor, k: int, iw_images: int, batch_size: int,
                    seed: int) -> dict[str, float]:
     """Test ELBO over all ``images`` and the k-sample importance-weighted log p(x) over the first
     ``iw_images`` (nats per image; higher is better)."""
     from xgen.data import to_value_range
     from xgen.metrics.likelihood import elbo, iw_log_likelihood
 
-    vr = getattr(model, "value_range", (0.0, 1.0))
+    vr = model.value_range
     model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -156,26 +133,26 @@ def evaluate_model(model: torch.nn.Module, dm, extractor, split: str = "test", n
     from xgen.metrics.quality import cached_real_reference, generate_images, score
 
     images, labels = dm.split(split)
-    out: dict[str, Any] = {"model": type(model).__name__, "data": getattr(dm, "name", "?"), "split": split}
+    out: dict[str, Any] = {"model": type(model).__name__, "data": dm.name, "split": split}
     t0 = time.perf_counter()
-    if callable(getattr(model, "generate", None)):
+    if isinstance(model, Generative):
         ref = cached_real_reference(images, extractor, f"{dm.name}-{split}", cache_dir, batch_size=batch_size)
         gen = generate_images(model, num_samples, batch_size, seed)
-        ex = extractor.extract(gen, getattr(model, "value_range", (0.0, 1.0)), batch_size)
+        ex = extractor.extract(gen, model.value_range, batch_size)
         scores = score(ref, ex, gen.shape[1:], metrics, seed=seed)
         out.update({f"{split}/{k}": v for k, v in scores.items()})
         out["num_samples"] = num_samples
         out["extractor"] = extractor.cache_key
-    if callable(getattr(model, "predict", None)) and hasattr(model, "num_classes"):  # xgen.models.Classifier
+    if isinstance(model, Classifies):  # xgen.models.Classifier
         from xgen.data import to_value_range
 
         pred = torch.cat([model.predict(to_value_range(b, model.value_range))[0].cpu() for b in _batches(images, batch_size)])
         out[f"{split}/acc"] = float((pred == labels).float().mean())
-    cat = categorical_accuracy(model, images, labels, batch_size)
-    if cat is not None:
+    if isinstance(model, PredictsCodes) and model.latent.num_categorical:
+        cat = categorical_accuracy(model, images, labels, batch_size)
         out[f"{split}/cat_acc"] = cat["cat_acc"]
         out[f"{split}/cat_acc_per_code"] = cat["cat_acc_per_code"]
-    if is_vae(model):
+    if isinstance(model, HasLikelihood):
         lik = vae_likelihood(model, images, iw_samples, iw_images, batch_size, seed)
         out.update({f"{split}/{k}": v for k, v in lik.items()})
         if "iw_ll" in lik:

@@ -16,6 +16,7 @@ import math
 import lightning as L
 
 from xgen.errors import ConfigError
+from xgen.protocols import Adversarial, require
 
 log = logging.getLogger("xgen")
 ACTIONS = ("warn", "stop", "restore")
@@ -77,10 +78,14 @@ class CollapseGuard(L.Callback):
             self.reset()
         return None
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        require(pl_module, Adversarial, "callbacks.collapse_guard",
+                "It watches a generator/discriminator game; VAEs and classifiers have none.")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx % self.every:
             return
-        losses = getattr(pl_module, "_last_losses", None)
+        losses = pl_module.last_losses
         if not losses or "loss_d" not in losses:
             return
         loss_d = float(losses["loss_d"])

@@ -15,6 +15,7 @@ import lightning as L
 from torch import nn
 
 from xgen.errors import ConfigError
+from xgen.protocols import Adversarial, require
 from xgen.nets.gan import ScheduledDropout
 
 
@@ -25,7 +26,7 @@ def _find(block: nn.Module) -> ScheduledDropout | None:
 def insert_dropout(discriminator: nn.Module, layers: int, p: float) -> list[ScheduledDropout]:
     """Append a ScheduledDropout(p) to each of the first ``layers`` blocks of ``discriminator.body``
     (an ``nn.Sequential`` of blocks) unless one is already there; return the dropout modules."""
-    body = getattr(discriminator, "body", None)
+    body = getattr(discriminator, "body", None)  # a net attribute (xgen.nets.gan.Discriminator), not a model one
     if not isinstance(body, nn.Sequential) or len(body) < layers:
         have = len(body) if isinstance(body, nn.Sequential) else 0
         raise ConfigError(f"callbacks.dropout_schedule.layers: the discriminator has {have} blocks in "
@@ -73,8 +74,7 @@ class DropoutSchedule(L.Callback):
         return math.ceil(self.fraction * max_epochs)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if not hasattr(pl_module, "discriminator"):
-            raise ConfigError("callbacks.dropout_schedule: the model has no discriminator (GAN family only)")
+        require(pl_module, Adversarial, "callbacks.dropout_schedule", "Scheduled dropout is for discriminators (GAN family).")
         self.modules = insert_dropout(pl_module.discriminator, self.layers, self.p)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:

@@ -114,7 +114,7 @@ class FID(L.Callback):
         ext = self.extractor(trainer, pl_module)
         world, rank = trainer.world_size, trainer.global_rank
         images = generate_images(pl_module, n, self.batch_size, seed=self.seed, rank=rank, world=world)
-        vr = getattr(pl_module, "value_range", (0.0, 1.0))
+        vr = pl_module.value_range  # Generative: checked by generate_images
         if images.shape[0] == 0:  # more ranks than batches: this rank decodes nothing, but still gathers
             images = torch.zeros(1, *ref.image_shape)
             ex = ext.extract(images, vr, self.batch_size)

@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from xgen.protocols import Decodes, Encodes, Generative
+
 
 def to_unit(images: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
     lo, hi = float(value_range[0]), float(value_range[1])
@@ -54,7 +56,9 @@ class SampleGrids(L.Callback):
     that has codes, also a traversal grid: one row per value of categorical code ``traversal_categorical``,
     continuous code ``traversal_continuous`` stepped across ``traversal_span``, noise and other codes fixed.
 
-    The model must provide ``generate(n_or_latent)``; ``sample_latent``/``sample_prior`` fix the draws.
+    The model is read through :mod:`xgen.protocols`: a :class:`~xgen.protocols.Generative` model gets
+    sample (and traversal) grids, one that also :class:`~xgen.protocols.Encodes` and
+    :class:`~xgen.protocols.Decodes` gets reconstructions; any other model (a classifier) gets none.
     """
 
     def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, num_reconstructions: int = 32,
@@ -75,8 +79,8 @@ class SampleGrids(L.Callback):
 
     def _fixed_traversal(self, pl_module):
         """(latent grid, columns) for a model with codes, else None."""
-        spec = getattr(pl_module, "latent", None)
-        if not self.traversal or spec is None or not hasattr(spec, "traversal") or spec.num_codes == 0:
+        spec = pl_module.latent
+        if not self.traversal or spec.num_codes == 0:
             return None
         if self._trav is None:
             cat = min(self.trav_cat, spec.num_categorical - 1) if spec.num_categorical else None
@@ -88,8 +92,7 @@ class SampleGrids(L.Callback):
     def _fixed_latent(self, pl_module):
         if self._latent is None:
             g = torch.Generator().manual_seed(self.seed)
-            sampler = getattr(pl_module, "sample_latent", None) or pl_module.sample_prior
-            self._latent = sampler(self.num_samples, generator=g)
+            self._latent = pl_module.sample_latent(self.num_samples, generator=g)
         return self._latent.to(pl_module.device)
 
     def _fixed_real(self, trainer):
@@ -102,12 +105,12 @@ class SampleGrids(L.Callback):
 
     @torch.no_grad()
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool = False) -> list[Path]:
-        if not callable(getattr(pl_module, "generate", None)):
+        if not isinstance(pl_module, Generative):
             return []  # e.g. xgen.models.Classifier: nothing to sample
         was_training = pl_module.training
         pl_module.eval()
         paths = []
-        vr = getattr(pl_module, "value_range", (0.0, 1.0))
+        vr = pl_module.value_range
         suffix = "final" if final else None
         try:
             imgs = pl_module.generate(self._fixed_latent(pl_module))
@@ -117,10 +120,11 @@ class SampleGrids(L.Callback):
             if trav is not None:
                 paths.append(log_grid(trainer, "traversal", pl_module.generate(trav[0]), trav[1], vr,
                                       filename="traversal_final" if suffix else None))
-            real = self._fixed_real(trainer) if hasattr(pl_module, "reconstruct") else None
+            reconstructs = isinstance(pl_module, Encodes) and isinstance(pl_module, Decodes)
+            real = self._fixed_real(trainer) if reconstructs else None
             if real is not None:
                 real = real.to(pl_module.device)
-                rec = pl_module.reconstruct(real)
+                rec = pl_module.decode(pl_module.encode(real).mean)
                 rows = [t for i in range(0, real.shape[0], self.nrow) for t in (real[i:i + self.nrow], rec[i:i + self.nrow])]
                 paths.append(log_grid(trainer, "reconstructions", torch.cat(rows), self.nrow, vr,
                                       filename="reconstructions_final" if suffix else None))

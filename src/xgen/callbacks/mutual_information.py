@@ -18,9 +18,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from xgen.errors import ConfigError
-from xgen.models.base import adam
-from xgen.models.infogan import info_terms
+from xgen.losses import info_terms
 from xgen.nets.gan import batch_stats
+from xgen.optim import adam
+from xgen.protocols import Adversarial, HasQ, require
 from xgen.nets.infogan import QHead
 
 
@@ -47,16 +48,17 @@ class MutualInformation(L.Callback):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self.enabled = True
+        self._pending_probe: dict | None = None
 
     # ------------------------------------------------------------------ setup
     @staticmethod
     def _has_q(pl_module) -> bool:
-        return hasattr(pl_module, "q_head")
+        return isinstance(pl_module, HasQ)
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        latent = getattr(pl_module, "latent", None)
-        if latent is None or not hasattr(pl_module, "discriminator"):
-            raise ConfigError("callbacks.mutual_information: needs a GAN-family model (latent, generator, discriminator)")
+        require(pl_module, Adversarial, "callbacks.mutual_information",
+                "It measures what the discriminator's features reveal of the generator's codes (GAN family).")
+        latent = pl_module.latent
         self.enabled = latent.num_codes > 0
         if not self.enabled:
             rank_zero_warn("callbacks.mutual_information: the model's latent has no codes, nothing to measure; "
@@ -64,11 +66,11 @@ class MutualInformation(L.Callback):
                            "model.latent.continuous=2)")
             return
         if not self._has_q(pl_module) and self.probe is None:
-            feat = getattr(pl_module.discriminator, "feature_dim", None)
+            feat = getattr(pl_module.discriminator, "feature_dim", None)  # a net attribute (xgen.nets.gan.Discriminator)
             if feat is None:
                 raise ConfigError("callbacks.mutual_information: the discriminator has no feature_dim for the probe")
             self.probe = QHead(int(feat), latent.categorical, latent.continuous).to(pl_module.device)
-            if getattr(self, "_pending_probe", None) is not None:
+            if self._pending_probe is not None:
                 self.probe.load_state_dict(self._pending_probe)
                 self._pending_probe = None
             self._opt = adam(self.probe.parameters(), self.probe_lr, (0.5, 0.999))

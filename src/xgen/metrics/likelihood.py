@@ -2,8 +2,8 @@
 
 log p(x) ≈ log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x). It is a lower bound in
 expectation that tightens as k grows (k = 1 is the ELBO) — the lecture's "test log-likelihood
-compares models". The model needs ``encode(x) -> (mu, logvar)``, ``decoder(z)`` (raw output) and
-``reconstruction_nll(decoder_output, x)`` (−log p(x|z) per image), as xgen's VAEs have.
+compares models". The model needs ``encode(x) -> (mu, logvar)``, ``decode_logits(z)`` (raw output) and
+``reconstruction_nll(decoder_output, x)`` (−log p(x|z) per image): :class:`xgen.protocols.HasLikelihood`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ import math
 
 import torch
 
+from xgen.losses import gaussian_kl, log_normal
+
 Tensor = torch.Tensor
-LOG_2PI = math.log(2 * math.pi)
-
-
-def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag(exp(logvar))) summed over the last dimension."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
 @torch.no_grad()
@@ -26,8 +22,8 @@ def elbo(model: torch.nn.Module, x: Tensor) -> Tensor:
     """Per-image ELBO (nats) with one posterior sample and the analytic KL: E_q[log p(x|z)] − KL."""
     mu, logvar = model.encode(x)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-    rec = model.reconstruction_nll(model.decoder(z), x)
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+    rec = model.reconstruction_nll(model.decode_logits(z), x)
+    kl = gaussian_kl(mu, logvar)
     return -(rec + kl)
 
 
@@ -46,7 +42,7 @@ def iw_log_likelihood(model: torch.nn.Module, x: Tensor, k: int = 100, chunk: in
         z = mu.unsqueeze(1) + torch.randn(b, m, mu.shape[1], device=mu.device, dtype=mu.dtype) * std.unsqueeze(1)
         zf = z.reshape(b * m, -1)
         xr = x.unsqueeze(1).expand(b, m, *x.shape[1:]).reshape(b * m, *x.shape[1:])
-        log_px_z = -model.reconstruction_nll(model.decoder(zf), xr).view(b, m)
+        log_px_z = -model.reconstruction_nll(model.decode_logits(zf), xr).view(b, m)
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))
         log_w.append(log_px_z + log_pz - log_qz)

@@ -26,6 +26,7 @@ import torch
 
 from xgen.errors import ConfigError
 from xgen.metrics.features import Extracted, FeatureExtractor, check_same_shape
+from xgen.protocols import Generative, require
 from xgen.metrics.fid import GaussianStats, fid_from_stats, inception_score, kid, precision_recall
 
 Tensor = torch.Tensor
@@ -117,12 +118,8 @@ def cached_real_reference(images: Tensor, extractor: FeatureExtractor, name: str
 
 
 def latent_sampler(model: torch.nn.Module):
-    """The model's seeded latent sampler: ``sample_latent`` (GANs) or ``sample_prior`` (VAEs)."""
-    sampler = getattr(model, "sample_latent", None) or getattr(model, "sample_prior", None)
-    if sampler is None or not callable(getattr(model, "generate", None)):
-        raise ConfigError(f"{type(model).__name__} cannot be scored for sample quality: it needs generate(z) "
-                          "and sample_latent(n, generator=...) or sample_prior(n, generator=...).")
-    return sampler
+    """The model's seeded latent sampler (:class:`xgen.protocols.Generative`'s ``sample_latent``)."""
+    return require(model, Generative, "sample quality (FID/KID/IS/PR)").sample_latent
 
 
 def shard_batches(n: int, batch_size: int, rank: int = 0, world: int = 1) -> range:

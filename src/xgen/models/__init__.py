@@ -1,10 +1,18 @@
-"""LightningModules: ``from xgen.models import VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, Classifier``."""
+"""LightningModules: ``from xgen.models import VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, Classifier``.
 
-from xgen.models.base import load_model
+What each model can do is declared by :mod:`xgen.protocols`; :func:`load_model` rebuilds any of them
+from a checkpoint through :data:`MODEL_REGISTRY`.
+"""
+
+from xgen.losses import discriminator_loss, generator_loss, gradient_penalty, info_terms
+from xgen.models.base import MODEL_REGISTRY, load_model, register_model
 from xgen.models.classifier import Classifier
-from xgen.models.gan import DCGAN, GAN, discriminator_loss, generator_loss, gradient_penalty
-from xgen.models.infogan import InfoGAN, info_terms
+from xgen.models.gan import DCGAN, GAN
+from xgen.models.infogan import InfoGAN
 from xgen.models.vae import VAE, BetaVAE, InfoVAE
 
-__all__ = ["VAE", "BetaVAE", "InfoVAE", "GAN", "DCGAN", "InfoGAN", "Classifier", "discriminator_loss",
-           "generator_loss", "gradient_penalty", "info_terms", "load_model"]
+for _cls in (VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, Classifier):
+    register_model(_cls)
+
+__all__ = ["VAE", "BetaVAE", "InfoVAE", "GAN", "DCGAN", "InfoGAN", "Classifier", "load_model", "register_model",
+           "MODEL_REGISTRY", "discriminator_loss", "generator_loss", "gradient_penalty", "info_terms"]

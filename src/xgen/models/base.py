@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
 from torch import nn
 
-from xgen.errors import ConfigError, check
+from xgen.errors import ConfigError, XgenError, check
+from xgen.optim import adam, check_optim  # noqa: F401  (re-exported: the models' optimisers)
 
 
 def plain(value: Any) -> Any:
@@ -46,20 +48,6 @@ def build_net(spec: nn.Module | Mapping | Callable[..., nn.Module] | None, defau
     raise ConfigError(f"{key}: expected a module, a config with _target_, or a callable; got {type(spec)}")
 
 
-def check_optim(lr: float, betas, key: str = "model") -> tuple[float, float]:
-    check(float(lr) > 0, f"{key}.lr", f"learning rate must be > 0, got {lr}")
-    check(len(betas) == 2 and all(0 <= float(b) < 1 for b in betas), f"{key}.betas",
-          f"Adam betas must be two numbers in [0, 1), got {list(betas)}")
-    return float(betas[0]), float(betas[1])
-
-
-def adam(params, lr: float, betas, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam, fused where PyTorch supports it on the parameters' device (one kernel per step on GPU)."""
-    params = list(params)
-    fused = bool(params) and params[0].is_cuda
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
-
-
 CLASS_KEY = "xgen_class"
 
 
@@ -73,31 +61,84 @@ def record_class(module: Any, checkpoint: dict) -> None:
     checkpoint[CLASS_KEY] = class_path(module)
 
 
-def load_model(path: str, map_location: str | torch.device = "cpu"):
-    """Load any xgen model from a checkpoint file alone.
+MODEL_REGISTRY: dict[str, type] = {}
+"""Import path -> class of every model :func:`load_model` may rebuild (xgen's own, plus any a user
+registers with :func:`register_model`). A checkpoint naming anything else is refused before any import."""
 
-    The class comes from the checkpoint's ``xgen_class`` entry, else from the run directory's
-    ``config.yaml`` (``model._target_``).
-    """
-    import importlib
-    from pathlib import Path
 
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    target = ckpt.get(CLASS_KEY)
-    if target is None:
-        p = Path(path).resolve()
-        for cfg_file in (p.parent / "config.yaml", p.parent.parent / "config.yaml"):
-            if cfg_file.is_file():
-                from omegaconf import OmegaConf
+def register_model(cls: type, name: str | None = None) -> type:
+    """Let :func:`load_model` rebuild ``cls`` (usable as a class decorator). ``name`` defaults to the
+    class's import path, the value xgen records in checkpoints."""
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise TypeError(f"register_model: {cls!r} is not a LightningModule class")
+    MODEL_REGISTRY[name or class_path(cls)] = cls
+    return cls
 
+
+def _class_from_config(path: Path) -> str | None:
+    from omegaconf import OmegaConf
+
+    p = path.resolve()
+    for cfg_file in (p.parent / "config.yaml", p.parent.parent / "config.yaml"):
+        if cfg_file.is_file():
+            try:
                 target = OmegaConf.load(cfg_file).model["_target_"]
-                break
+            except Exception as e:  # unreadable or without model._target_
+                raise ConfigError(f"{cfg_file}: cannot read model._target_ ({type(e).__name__}: {e})") from None
+            return str(target)
+    return None
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", expect: type | None = None,
+               tool: str = "load_model") -> L.LightningModule:
+    """Load any xgen model from a checkpoint file alone, in eval mode.
+
+    The file is read once (``weights_only=True``: plain containers and tensors only). The class comes
+    from the checkpoint's ``xgen_class`` entry (else the run directory's ``config.yaml``) and must be in
+    :data:`MODEL_REGISTRY`; the model is rebuilt from the saved hyperparameters and its weights loaded
+    strictly. ``expect`` (a protocol of :mod:`xgen.protocols`) makes a tool's requirement explicit:
+    a model that lacks it is refused with a message naming ``tool`` and what is missing.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint file.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable xgen checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else 'corrupt or truncated'}).") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{path}: not an xgen checkpoint (no state_dict).")
+    target = ckpt.get(CLASS_KEY) or _class_from_config(path)
     if target is None:
         raise ConfigError(f"{path}: cannot tell which model this checkpoint holds (no '{CLASS_KEY}' "
                           "entry and no config.yaml beside it).")
-    module, _, name = str(target).rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls.load_from_checkpoint(path, map_location=map_location)
+    cls = MODEL_REGISTRY.get(str(target))
+    if cls is None:
+        known = ", ".join(sorted(c.__name__ for c in set(MODEL_REGISTRY.values())))
+        raise ConfigError(f"{path}: the checkpoint names model class {str(target)[:200]!r}, which is not one of "
+                          f"xgen's models ({known}); nothing was imported. A model of your own must be "
+                          "registered first: xgen.models.register_model(MyModel).")
+    hparams = ckpt.get("hyper_parameters") or {}
+    if not isinstance(hparams, dict):
+        raise ConfigError(f"{path}: hyper_parameters is not a mapping.")
+    try:
+        model = cls(**hparams)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except XgenError as e:
+        raise ConfigError(f"{path}: its hyperparameters do not build a {cls.__name__}: {e}") from None
+    except (TypeError, RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}: does not hold a valid {cls.__name__} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:300]}).") from None
+    model.to(map_location).eval()
+    if expect is not None:
+        from xgen.protocols import require
+
+        require(model, expect, tool)
+    return model
 
 
 class StepModule(L.LightningModule):

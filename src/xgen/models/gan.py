@@ -4,12 +4,8 @@ Algorithm 1 of Goodfellow et al. (2014) (thesis §3.2.4): every training step up
 discriminator (critic) on a fresh real minibatch; every ``n_critic``-th step also updates the
 generator, so there are k = ``n_critic`` discriminator steps per generator step. One Adam per player.
 
-Losses, on D's raw outputs (logits), per image averaged over the batch, in nats for the BCE family:
-  * ``bce`` (default): D minimises −log D(x) − log(1 − D(G(z))); G the non-saturating −log D(G(z));
-  * ``minimax``: as ``bce`` but G minimises log(1 − D(G(z))) (Goodfellow's original game);
-  * ``wgan_gp``: critic without sigmoid, D minimises E c(G(z)) − E c(x) + w·GP, G minimises −E c(G(z))
-    (Gulrajani et al. 2017); ``wgan``: the same with weights clipped to ±``clip_value`` (Arjovsky et al. 2017);
-  * ``hinge``: D minimises E relu(1 − c(x)) + E relu(1 + c(G(z))), G minimises −E c(G(z)) (Miyato et al. 2018).
+Losses (``model.loss``) are defined in :mod:`xgen.losses`: ``bce`` (default, non-saturating G),
+``minimax``, ``wgan_gp``, ``wgan`` (weight clipping) and ``hinge``.
 """
 
 from __future__ import annotations
@@ -18,53 +14,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from xgen.errors import ConfigError, XgenError, check
+from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import adam, build_net, check_optim, plain
+from xgen.models.base import adam, build_net, check_optim, plain, record_class
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
-LOSSES = ("bce", "minimax", "wgan_gp", "wgan", "hinge")
 NetSpec = nn.Module | Mapping | None
-
-
-def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's (critic's) loss from its logits on real and generated images (GP excluded)."""
-    if kind in ("bce", "minimax"):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()  # −log σ(r) − log(1 − σ(f))
-    if kind in ("wgan_gp", "wgan"):
-        return fake.mean() - real.mean()
-    if kind == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    raise ConfigError(f"model.loss: unknown loss {kind!r}; choose one of {LOSSES}")
-
-
-def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
-    """The generator's loss from the discriminator's logits on generated images."""
-    if kind == "bce":
-        return F.softplus(-fake).mean()  # −log σ(f): non-saturating
-    if kind == "minimax":
-        return -F.softplus(fake).mean()  # log(1 − σ(f))
-    if kind in ("wgan_gp", "wgan", "hinge"):
-        return -fake.mean()
-    raise ConfigError(f"model.loss: unknown loss {kind!r}; choose one of {LOSSES}")
-
-
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     eps: torch.Tensor | None = None) -> torch.Tensor:
-    """WGAN-GP's penalty E[(‖∇ₓ c(x̂)‖₂ − 1)²] at x̂ = ε·real + (1 − ε)·fake, ε ~ U(0, 1) per image.
-
-    Zero for a critic that is 1-Lipschitz with unit gradient norm everywhere (e.g. x ↦ w·x, ‖w‖ = 1).
-    """
-    if eps is None:
-        eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
-    x = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = critic(x)
-    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
 def build(spec: NetSpec, default: Callable[..., nn.Module], key: str, **kwargs: Any) -> nn.Module:
@@ -134,7 +93,11 @@ class GAN(L.LightningModule):
                                image_shape=self.image_shape, latent_dim=self.latent.dim)
         self.discriminator = build(discriminator, self.default_discriminator, "model.discriminator",
                                    image_shape=self.image_shape)
-        self.value_range = tuple(getattr(self.generator, "value_range", (-1.0, 1.0)))
+        # a generator net declares its output range (xgen's nets do); a user's net without one is taken
+        # to end in tanh, the DCGAN convention (a net attribute, not a model capability)
+        self.value_range = tuple(float(v) for v in getattr(self.generator, "value_range", (-1.0, 1.0)))
+        self._sync_grads = False
+        self._last_losses: dict[str, torch.Tensor] = {}
         self._build_heads()
         self._check_shapes()
         if loss == "wgan_gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules()):
@@ -190,8 +153,17 @@ class GAN(L.LightningModule):
         latent = self.sample_latent(n_or_latent, generator) if isinstance(n_or_latent, int) else n_or_latent
         return self.generator(latent.to(self.device))
 
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The generator applied to a latent (B, latent.dim): images in ``value_range``."""
+        return self.generator(z.to(self.device))
+
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.generator(latent)
+
+    @property
+    def last_losses(self) -> dict[str, torch.Tensor]:
+        """The last training step's losses (detached tensors: reading them costs no sync until used)."""
+        return self._last_losses
 
     # ------------------------------------------------------------------ losses
     def d_params(self) -> list[nn.Parameter]:
@@ -239,7 +211,7 @@ class GAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
-        checkpoint["xgen_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        record_class(self, checkpoint)
 
     # ------------------------------------------------------------------ DDP
     def on_train_start(self) -> None:
@@ -253,7 +225,7 @@ class GAN(L.LightningModule):
         self._sync_grads = isinstance(ddp, DistributedDataParallel) and self.trainer.world_size > 1
 
     def _average_grads(self, params: Sequence[nn.Parameter]) -> None:
-        if not getattr(self, "_sync_grads", False):
+        if not self._sync_grads:
             return
         import torch.distributed as dist
         from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
@@ -279,7 +251,7 @@ class GAN(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = batch[0]
         opt_g, opt_d = self.optimizers()
-        if getattr(self, "_sync_grads", False):  # Lightning re-arms DDP's reducer before every step
+        if self._sync_grads:  # Lightning re-arms DDP's reducer before every step
             self.trainer.strategy.model.require_backward_grad_sync = False
         # discriminator / critic: every step
         self.toggle_optimizer(opt_d)
@@ -311,7 +283,7 @@ class GAN(L.LightningModule):
         x = batch[0]
         logits, _ = self.discriminator(x)
         # how surely D calls held-out real images real (−log D(x), nats); a rising value flags overfitting
-        self.log(f"{stage}/loss_d_real", F.softplus(-logits).mean(), on_epoch=True, sync_dist=True,
+        self.log(f"{stage}/loss_d_real", real_nll(logits), on_epoch=True, sync_dist=True,
                  batch_size=x.shape[0])
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

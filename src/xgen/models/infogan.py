@@ -12,22 +12,19 @@ body on generated images, the G step trains G to make its codes recoverable.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xgen.errors import ConfigError, check
 from xgen.latent import Codes, LatentSpec
+from xgen.losses import info_terms
 from xgen.metrics.clustering import cluster_accuracy
 from xgen.models.base import plain
 from xgen.models.gan import GAN, NetSpec, build, plain_latent
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator
 from xgen.nets.infogan import QHead
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _paper_generator(image_shape: Sequence[int], latent_dim: int) -> nn.Module:
@@ -76,8 +73,9 @@ class InfoGAN(GAN):
         self.q_variance = q_variance
         self.info_in_d_step, self.info_in_g_step = bool(info_in_d_step), bool(info_in_g_step)
         self.eval_code = int(eval_code)
-        super().__init__(image_shape, latent, generator, discriminator, loss, lr_g, lr_d, betas_g, betas_d,
-                         n_critic, gp_weight, clip_value)
+        super().__init__(image_shape=image_shape, latent=latent, generator=generator, discriminator=discriminator,
+                         loss=loss, lr_g=lr_g, lr_d=lr_d, betas_g=betas_g, betas_d=betas_d, n_critic=n_critic,
+                         gp_weight=gp_weight, clip_value=clip_value)
         check(self.latent.num_categorical == 0 or 0 <= self.eval_code < self.latent.num_categorical,
               "model.eval_code", f"there are {self.latent.num_categorical} categorical codes, got {eval_code}")
         self._eval_preds: list[torch.Tensor] = []
@@ -152,6 +150,14 @@ class InfoGAN(GAN):
         logits, _, _ = self.q(features)
         return logits[self.eval_code if code is None else code].argmax(1)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Q read on images, in the latent's code layout: the softmax probabilities of each categorical
+        code, then the means of the continuous codes (B, latent.code_dim). Q does not infer the noise.
+        Call in eval mode (BatchNorm in D) and under ``torch.no_grad()`` unless gradients are wanted."""
+        _, features = self.discriminator(x)
+        logits, mean, _ = self.q(features)
+        return torch.cat([torch.softmax(lg, 1) for lg in logits] + [mean], dim=1)
+
     def _eval_step(self, batch: Any, stage: str) -> None:
         super()._eval_step(batch, stage)
         if self.latent.num_categorical:
@@ -175,23 +181,3 @@ class InfoGAN(GAN):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
-
-
-def info_terms(latent: LatentSpec, logits: list[torch.Tensor], mean: torch.Tensor, logvar: torch.Tensor,
-               codes: Codes) -> dict[str, torch.Tensor]:
-    """Negative log-likelihoods of the codes under Q and the MI lower bounds, nats per image.
-
-    nll_cat = Σ_i CE(logits_i, c_i); nll_cont = Σ_j ½(log 2π + logvar_j + (c_j − μ_j)²/exp(logvar_j));
-    mi_cat = H_cat − nll_cat, mi_cont = H_cont − nll_cont (each ≤ the true mutual information in expectation).
-    """
-    zero = mean.new_zeros(())
-    nll_cat = zero
-    for i, lg in enumerate(logits):
-        nll_cat = nll_cat + F.cross_entropy(lg, codes.categorical[:, i])
-    if latent.continuous:
-        c = codes.continuous.to(mean.dtype)
-        nll_cont = (0.5 * (LOG_2PI + logvar + (c - mean).pow(2) * torch.exp(-logvar))).sum(1).mean()
-    else:
-        nll_cont = zero
-    return {"nll_cat": nll_cat, "nll_cont": nll_cont,
-            "mi_cat": latent.entropy_categorical() - nll_cat, "mi_cont": latent.entropy_continuous() - nll_cont}

@@ -9,20 +9,19 @@ Conventions (the same for every model of the family, and stated in the README):
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from xgen import losses
 from xgen.errors import check
+from xgen.latent import LatentSpec
+from xgen.losses import LIKELIHOODS
 from xgen.metrics.mmd import KERNELS, mmd
 from xgen.models.base import StepModule, build_net, check_optim, plain
 from xgen.nets.vae import ConvDecoder, ConvEncoder
-
-LIKELIHOODS = ("bernoulli", "gaussian")
-LOG_2PI = math.log(2 * math.pi)
+from xgen.protocols import Posterior
 
 NetSpec = nn.Module | Mapping | None
 
@@ -62,6 +61,7 @@ class VAE(StepModule):
         self.save_hyperparameters(ignore=ignore)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = int(latent_dim)
+        self.latent = LatentSpec(noise=self.latent_dim, categorical=[], continuous=0)  # z ~ N(0, I)
         self.likelihood = likelihood
         self.obs_std = float(obs_std)
         self.beta = float(beta)
@@ -70,10 +70,19 @@ class VAE(StepModule):
         self.decoder = build_net(decoder, ConvDecoder, "model.decoder", image_shape=self.image_shape,
                                  latent_dim=self.latent_dim)
 
-    # ------------------------------------------------------------------ the model
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x) as (mean, log-variance)."""
-        return self.encoder(x)
+    # ------------------------------------------------------------------ the model (xgen.protocols)
+    def encode(self, x: torch.Tensor) -> Posterior:
+        """q(z|x) as a :class:`~xgen.protocols.Posterior` (mean, log-variance); unpacks as a tuple."""
+        mu, logvar = self.encoder(x)
+        return Posterior(mu, logvar)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation disentanglement metrics score: the posterior mean (B, latent_dim)."""
+        return self.encoder(x)[0]
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output (the likelihood's parameters before the sigmoid)."""
+        return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean image E[x|z] in the data's value range."""
@@ -81,41 +90,32 @@ class VAE(StepModule):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean of x."""
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encoder(x)[0])
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator, device=self.device) if generator is None \
-            else torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws of z from the prior N(0, I), on this module's device (CPU draws when seeded)."""
+        return self.latent.sample(n, generator=generator, device=self.device)
 
-    def generate(self, n_or_z: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    sample_prior = sample_latent  # the name of earlier releases
+
+    def generate(self, latent_or_n: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images from the prior: ``generate(64)`` or ``generate(z)``."""
-        z = self.sample_prior(n_or_z, generator) if isinstance(n_or_z, int) else n_or_z.to(self.device)
+        z = self.sample_latent(latent_or_n, generator) if isinstance(latent_or_n, int) else latent_or_n.to(self.device)
         return self.decode(z)
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    reparameterize = staticmethod(losses.reparameterize)
+    kl_divergence = staticmethod(losses.gaussian_kl)
 
     def reconstruction_nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """−log p(x|z) per image (summed over pixels), from the decoder's raw output."""
-        if self.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(out, x, reduction="none")
-        else:
-            s = self.obs_std
-            nll = 0.5 * ((x - torch.sigmoid(out)) / s).pow(2) + math.log(s) + 0.5 * LOG_2PI
-        return nll.flatten(1).sum(1)
-
-    @staticmethod
-    def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(N(mu, exp(logvar)) ‖ N(0, I)) per image."""
-        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        return losses.reconstruction_nll(self.likelihood, out, x, self.obs_std)
 
     def terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch means of the loss terms (nats per image) and the loss that is minimised."""
-        mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar)
+        mu, logvar = self.encoder(x)
+        z = losses.reparameterize(mu, logvar)
         rec = self.reconstruction_nll(self.decoder(z), x).mean()
-        kl = self.kl_divergence(mu, logvar).mean()
+        kl = losses.gaussian_kl(mu, logvar).mean()
         out = {"rec": rec, "kl": kl, "nelbo": rec + kl}
         out["loss"] = self.objective(out, z)
         return out
@@ -135,26 +135,39 @@ class VAE(StepModule):
 
 
 class BetaVAE(VAE):
-    """beta-VAE (Higgins et al. 2017; vae-thesis §3.3): the VAE with the KL term weighted by beta."""
+    """beta-VAE (Higgins et al. 2017; vae-thesis §3.3): the VAE with the KL term weighted by beta
+    (default 4, the value Higgins et al. report for dSprites). Arguments as :class:`VAE`."""
 
-    def __init__(self, *args: Any, beta: float = 4.0, **kwargs: Any):
-        super().__init__(*args, beta=beta, **kwargs)
+    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 16,
+                 encoder: NetSpec = None, decoder: NetSpec = None, likelihood: str = "bernoulli",
+                 obs_std: float = 0.1, beta: float = 4.0, lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0):
+        super().__init__(image_shape=image_shape, latent_dim=latent_dim, encoder=encoder, decoder=decoder,
+                         likelihood=likelihood, obs_std=obs_std, beta=beta, lr=lr, betas=betas,
+                         weight_decay=weight_decay)
 
 
 class InfoVAE(VAE):
     """InfoVAE (Zhao et al. 2019; thesis §4.3): adds an MMD divergence between the aggregate
     posterior q(z) and the prior so that every latent unit is used.
 
-    Objective (minimised, per image): rec + (1 − alpha)·KL(q(z|x)‖p(z)) + (alpha + lambda_ − 1)·MMD(q(z), p(z)).
-    alpha=1 drops the KL term (the official MMD-VAE). The default alpha=0, lambda_=10 keeps the full
-    ELBO and adds the MMD term with weight 9. Measured on digits (conv nets, 10 epochs): lambda_=10
-    reached val nelbo 298 (plain VAE 300) with MMD 0.002, while lambda_=1000 collapsed the posterior
-    (every q(z|x) = N(0, I): KL 0, rec 356) because the noisy MMD gradient drowns the reconstruction.
-    The MMD compares the batch's sampled codes with ``prior_samples`` draws from N(0, I).
+    Objective (minimised, per image): rec + (1 − alpha)·beta·KL(q(z|x)‖p(z)) + (alpha + lambda_ − 1)·MMD(q(z), p(z)).
+    alpha=1 drops the KL term (the official MMD-VAE). ``beta`` (default 1, Zhao et al.'s objective)
+    additionally scales the KL term as in the β-VAE, so the two families can be swept on one axis.
+    The default alpha=0, lambda_=10 keeps the full ELBO and adds the MMD term with weight 9.
+    Measured on digits (conv nets, 10 epochs): lambda_=10 reached val nelbo 298 (plain VAE 300) with
+    MMD 0.002, while lambda_=1000 collapsed the posterior (every q(z|x) = N(0, I): KL 0, rec 356)
+    because the noisy MMD gradient drowns the reconstruction. The MMD compares the batch's sampled
+    codes with ``prior_samples`` draws from N(0, I) under ``kernel`` (``rbf`` | ``imq``) with scale
+    ``kernel_scale`` (None: the latent size, as the official code).
     """
 
-    def __init__(self, *args: Any, alpha: float = 0.0, lambda_: float = 10.0, kernel: str = "rbf",
-                 kernel_scale: float | None = None, prior_samples: int = 200, **kwargs: Any):
+    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 16,
+                 encoder: NetSpec = None, decoder: NetSpec = None, likelihood: str = "bernoulli",
+                 obs_std: float = 0.1, beta: float = 1.0, lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), weight_decay: float = 0.0,
+                 alpha: float = 0.0, lambda_: float = 10.0, kernel: str = "rbf",
+                 kernel_scale: float | None = None, prior_samples: int = 200):
         check(float(alpha) <= 1, "model.alpha", f"must be <= 1 (the KL weight is 1 - alpha), got {alpha}")
         check(float(alpha) + float(lambda_) - 1 >= 0, "model.lambda_",
               f"the MMD weight alpha + lambda_ - 1 must be >= 0, got {float(alpha) + float(lambda_) - 1}")
@@ -162,7 +175,10 @@ class InfoVAE(VAE):
         check(kernel_scale is None or float(kernel_scale) > 0, "model.kernel_scale",
               f"must be > 0 or null, got {kernel_scale}")
         check(int(prior_samples) >= 2, "model.prior_samples", f"must be >= 2, got {prior_samples}")
-        super().__init__(*args, **kwargs)  # save_hyperparameters there records alpha, lambda_, ... too
+        super().__init__(image_shape=image_shape, latent_dim=latent_dim, encoder=encoder, decoder=decoder,
+                         likelihood=likelihood, obs_std=obs_std, beta=beta, lr=lr, betas=betas,
+                         weight_decay=weight_decay)
+        # VAE.__init__'s save_hyperparameters reads the whole call stack's init args: alpha, lambda_, ... too
         self.alpha, self.lambda_ = float(alpha), float(lambda_)
         self.kernel, self.kernel_scale, self.prior_samples = kernel, kernel_scale, int(prior_samples)
 
