@@ -1,18 +1,21 @@
-"""``xgen report <dir>``: one table and a few plots for a run or a multirun directory.
+"""Sweep reports: one table and a few plots for a run or a multirun directory (``xgen report``).
 
-Every job directory (one holding ``summary.json`` or ``.hydra/``) becomes a row, like thesis
-Table 4.2: job id, the overrides that distinguish it, status, wall time, and its final metrics.
-Outputs, written into the directory (or ``--out``): ``report.csv``, ``report.md`` and PNG plots —
-each chosen metric against every swept numeric hyperparameter, and the loss curves of every job.
+Every run directory (:class:`xgen.rundir.RunDir`) becomes a row, like thesis Table 4.2: job id, the
+overrides that distinguish it, status, wall time, and its final metrics. Outputs, written into the
+directory (or ``out``): ``report.csv``, ``report.md`` and PNG plots — each chosen metric against
+every swept numeric hyperparameter, and the per-epoch curves of every job (``curves.png``, one panel
+per logged key, each panel with its own legend; a job keeps its colour in every panel). The command
+line is :mod:`xgen.cli.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 from pathlib import Path
 from typing import Any, Sequence
+
+from xgen.errors import ConfigError
+from xgen.rundir import RunDir
 
 DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
                    "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
@@ -21,25 +24,17 @@ CURVE_KEYS = ("val/nelbo", "val/fid", "train/loss_d_epoch", "train/loss_g_epoch"
 
 
 def find_jobs(root: Path) -> list[Path]:
-    """Job directories under ``root``: itself if it is one, else its sub-directories that are."""
-    def is_job(p: Path) -> bool:
-        return (p / "summary.json").is_file() or (p / ".hydra" / "overrides.yaml").is_file()
-
-    if is_job(root):
-        return [root]
-    jobs = [p for p in root.iterdir() if p.is_dir() and is_job(p)]
-    return sorted(jobs, key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
+    """Job directories under ``root``: itself if it is a run, else its sub-directories that are runs."""
+    return [r.path for r in RunDir.find(root)]
 
 
-def _overrides(job: Path, summary: dict[str, Any] | None) -> list[str]:
-    if summary and summary.get("overrides"):
-        return list(summary["overrides"])
-    f = job / ".hydra" / "overrides.yaml"
-    if f.is_file():
-        from omegaconf import OmegaConf
-
-        return [str(o) for o in OmegaConf.load(f)]
-    return []
+def _model_name(run: RunDir) -> str | None:
+    """The model class a job trained (the last part of config.yaml's ``model._target_``), or None."""
+    try:
+        target = run.config().model.get("_target_") if run.config_file.is_file() else None
+    except Exception:  # unreadable config: the row just has no model name
+        return None
+    return str(target).rsplit(".", 1)[-1] if target else None
 
 
 def _number(v: str) -> float | str:
@@ -50,25 +45,22 @@ def _number(v: str) -> float | str:
 
 
 def collect(root: Path) -> list[dict[str, Any]]:
-    """One dict per job: id, status, wall_time_s, error, params {key: value}, metrics {key: value}."""
+    """One dict per job: id, dir, model, status, wall_time_s, error, overrides, params {key: value},
+    metrics {key: value}."""
     rows = []
-    for job in find_jobs(root):
-        summary = None
-        if (job / "summary.json").is_file():
-            try:
-                summary = json.loads((job / "summary.json").read_text())
-            except json.JSONDecodeError:
-                summary = {"status": "corrupt summary.json"}
-        overrides = _overrides(job, summary)
+    for run in RunDir.find(root):
+        summary = run.read_summary()
+        overrides = run.overrides(summary)
         params = {}
         for o in overrides:
             if "=" in o:
                 k, v = o.split("=", 1)
                 params[k.lstrip("+~")] = _number(v)
         status = (summary or {}).get("status", "running or killed")
-        rows.append({"id": job.name, "dir": str(job), "status": status, "overrides": overrides,
-                     "wall_time_s": (summary or {}).get("wall_time_s"), "error": (summary or {}).get("error"),
-                     "params": params, "metrics": (summary or {}).get("metrics", {})})
+        rows.append({"id": run.name, "dir": str(run.path), "model": _model_name(run), "status": status,
+                     "overrides": overrides, "wall_time_s": (summary or {}).get("wall_time_s"),
+                     "error": (summary or {}).get("error"), "params": params,
+                     "metrics": (summary or {}).get("metrics", {})})
     return rows
 
 
@@ -166,8 +158,20 @@ def plot_metric_vs_params(rows: Sequence[dict[str, Any]], out: Path, metrics: Se
     return paths
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
-    """Per-epoch curves of every job from its metrics.csv, one panel per logged key."""
+def curve_label(row: dict[str, Any], axes: Sequence[str]) -> str:
+    """A job's legend entry: its id, model class, and the swept values that are not the model choice."""
+    parts = [f"{k}={_fmt(row['params'].get(k))}" for k in axes if not (k == "model" and row.get("model"))]
+    head = f"{row['id']}: {row['model']}" if row.get("model") else str(row["id"])
+    return head + (", " + ", ".join(parts) if parts else "")
+
+
+MAX_LEGEND = 12  # a panel with more lines than this gets no legend (it would cover the curves)
+
+
+def curves_figure(rows: Sequence[dict[str, Any]]):
+    """The per-epoch curves of every job from its metrics.csv, one panel per logged key of
+    :data:`CURVE_KEYS`; each panel has a legend of its own jobs and a job keeps its colour across
+    panels. None when no job logged any of those keys."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,29 +179,45 @@ def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
 
     series: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
-        f = Path(r["dir"]) / "metrics.csv"
+        f = RunDir(r["dir"]).metrics_csv
         if not f.is_file():
             continue
-        for line in csv.DictReader(open(f)):
-            for k in CURVE_KEYS:
-                if line.get(k) not in (None, "") and line.get("epoch") not in (None, ""):
-                    series.setdefault(k, {}).setdefault(r["id"], []).append((float(line["epoch"]), float(line[k])))
+        with open(f, newline="") as fh:
+            for line in csv.DictReader(fh):
+                for k in CURVE_KEYS:
+                    if line.get(k) not in (None, "") and line.get("epoch") not in (None, ""):
+                        series.setdefault(k, {}).setdefault(r["id"], []).append((float(line["epoch"]), float(line[k])))
     if not series:
         return None
     axes = swept_keys(rows)
-    names = {r["id"]: f"{r['id']}: " + ", ".join(f"{k}={_fmt(r['params'].get(k))}" for k in axes) for r in rows}
+    labels = {r["id"]: curve_label(r, axes) for r in rows}
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    colours = {r["id"]: palette[i % len(palette)] for i, r in enumerate(rows)}
     keys = sorted(series)
     fig, axs = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axs[0], keys):
-        for job, pts in sorted(series[k].items(), key=lambda t: (len(t[0]), t[0])):
+        jobs = sorted(series[k].items(), key=lambda t: (len(t[0]), t[0]))
+        for job, pts in jobs:
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=names.get(job, job))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=colours.get(job),
+                    label=labels.get(job, job))
         ax.set_xlabel("epoch")
+        ax.set_ylabel(k)
         ax.set_title(k)
         ax.grid(alpha=0.3)
-    if sum(len(v) for v in series[keys[0]].values()) and len(rows) <= 12:
-        axs[0][0].legend(fontsize=7)
+        if len(jobs) <= MAX_LEGEND:
+            ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """Save :func:`curves_figure` as ``out/curves.png``."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows)
+    if fig is None:
+        return None
     p = out / "curves.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
@@ -205,12 +225,15 @@ def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
 
 
 def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Collect the jobs under ``root`` and write report.csv, report.md and the plots into ``out``
+    (default ``root``). Returns the rows and the paths written."""
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"xgen report: {root} is not a directory")
+        raise ConfigError(f"{root}: not a directory; pass a run directory or a multirun directory.")
     rows = collect(root)
     if not rows:
-        raise SystemExit(f"xgen report: no job directories under {root} (expected summary.json or .hydra/)")
+        raise ConfigError(f"{root}: no run directories in it (expected summary.json, config.yaml, "
+                          "checkpoints/last.ckpt or .hydra/ in it or in its sub-directories).")
     out = Path(out) if out else root
     out.mkdir(parents=True, exist_ok=True)
     cols = metric_columns(rows, metrics)
@@ -221,19 +244,10 @@ def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="xgen report", description=__doc__.splitlines()[0])
-    ap.add_argument("directory", help="a run directory or a multirun directory (outputs/train/multirun/<date>)")
-    ap.add_argument("--out", help="where to write report.csv / report.md / plots (default: the directory)")
-    ap.add_argument("--metrics", nargs="+", help=f"metric keys for the table and plots (default: those of "
-                    f"{', '.join(DEFAULT_METRICS)} that were logged)")
-    a = ap.parse_args(argv)
-    res = report(a.directory, a.out, a.metrics)
-    print(Path(res["markdown"]).read_text())
-    failed = [r for r in res["rows"] if r["status"] != "completed"]
-    for r in failed:
-        print(f"job {r['id']}: {r['status']}" + (f" — {r['error'].splitlines()[0]}" if r["error"] else ""))
-    print(f"wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"]))
-    return 0
+    """``python -m xgen.report``: the same as ``xgen report`` (:mod:`xgen.cli.report`)."""
+    from xgen.cli.report import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

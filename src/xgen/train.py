@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from xgen.errors import ConfigError, XgenError
+from xgen.rundir import RunDir, resolve_checkpoint
 from xgen.utils.loggers import build_loggers
 
 log = logging.getLogger("xgen")
@@ -36,19 +36,10 @@ def instantiate(cfg: Any, key: str, **kwargs: Any) -> Any:
 
 def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> tuple[str | None, Path | None]:
     """``null`` -> no resume; ``last`` -> this run directory's checkpoints/last.ckpt; a directory ->
-    that run's last.ckpt; a file -> itself. Returns (checkpoint, run directory it belongs to)."""
-    if not ckpt_path:
-        return None, None
-    p = run_dir if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser()
-    if p.is_dir():
-        cand = p / "checkpoints" / "last.ckpt"
-        if not cand.is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoints/last.ckpt under {p}. To resume, "
-                              "point hydra.run.dir (or ckpt_path) at the run directory to continue.")
-        return str(cand), p
-    if not p.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such file.")
-    return str(p), p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    that run's last.ckpt; a file -> itself. Returns (checkpoint, run directory it belongs to);
+    the rules are :func:`xgen.rundir.resolve_checkpoint`'s."""
+    ckpt, run = resolve_checkpoint(ckpt_path, run_dir)
+    return (str(ckpt) if ckpt is not None else None), (run.path if run is not None else None)
 
 
 def sweep_group(cfg: DictConfig) -> str | None:
@@ -98,23 +89,17 @@ def build(cfg: DictConfig, run_dir: Path):
     return datamodule, model, trainer, ckpt
 
 
-SUMMARY = "summary.json"
+SUMMARY = RunDir.SUMMARY
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    p = Path(run_dir) / SUMMARY
-    try:
-        return json.loads(p.read_text()) if p.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
+    """The run's summary.json (:meth:`xgen.rundir.RunDir.read_summary`)."""
+    return RunDir(run_dir).read_summary()
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
-    """Write summary.json atomically (a crash never leaves half a file for `xgen report` to read)."""
-    p = Path(run_dir) / SUMMARY
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(p)
+    """Write summary.json atomically (:meth:`xgen.rundir.RunDir.write_summary`)."""
+    RunDir(run_dir).write_summary(summary)
 
 
 def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,

@@ -81,7 +81,9 @@ class DropoutSchedule(L.Callback):
         active = trainer.current_epoch < self.switch_epoch(trainer.max_epochs)
         for m in self.modules:
             m.active = active
-        pl_module.log("train/dropout_active", float(active), on_step=False, on_epoch=True)
+        # the same schedule on every rank: a max over processes keeps the value exactly
+        pl_module.log("train/dropout_active", float(active), on_step=False, on_epoch=True, sync_dist=True,
+                      reduce_fx="max")
 
     def on_train_end(self, trainer, pl_module) -> None:
         for m in self.modules:

@@ -131,7 +131,8 @@ class FID(L.Callback):
 
     def _log(self, pl_module: L.LightningModule, stage: str, values: dict[str, float]) -> None:
         for k, v in values.items():
-            pl_module.log(f"{stage}/{k}", float(v), on_step=False, on_epoch=True, sync_dist=False)
+            # every rank scored the gathered features: the same number everywhere, kept exactly by a max
+            pl_module.log(f"{stage}/{k}", float(v), on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
 
     # ------------------------------------------------------------------ hooks
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -141,7 +141,8 @@ class MutualInformation(L.Callback):
             self._sums, self._count = {}, 0
         logs.update({f"val/{k}": v for k, v in self.evaluate(pl_module).items()})
         for k, v in logs.items():
-            pl_module.log(k, v, on_step=False, on_epoch=True, sync_dist=False)
+            # each process estimated on its own batches and samples: under DDP log their mean
+            pl_module.log(k, v, on_step=False, on_epoch=True, sync_dist=True)
         self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **logs})
 
     def state_dict(self) -> dict:

@@ -77,5 +77,5 @@ class Classifier(StepModule):
         acc = (logits.argmax(1) == y).float().mean()
         train = stage == "train"
         self.log_dict({f"{stage}/loss": loss.detach(), f"{stage}/acc": acc}, on_step=train, on_epoch=True,
-                      prog_bar=True, sync_dist=not train, batch_size=x.shape[0])
+                      prog_bar=True, sync_dist=True, batch_size=x.shape[0])  # DDP: mean over processes
         return loss

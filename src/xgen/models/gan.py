@@ -276,8 +276,9 @@ class GAN(L.LightningModule):
             self.untoggle_optimizer(opt_g)
             logs.update(glogs)
         self._last_losses = {k: v.detach() for k, v in logs.items()}
+        # sync_dist: under DDP the epoch value is the mean over every process's batches (a no-op in one process)
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True,
-                      prog_bar=False, batch_size=x.shape[0])
+                      prog_bar=False, sync_dist=True, batch_size=x.shape[0])
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]

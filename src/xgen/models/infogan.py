@@ -174,7 +174,9 @@ class InfoGAN(GAN):
             pred, labels = self.all_gather(pred).flatten(), self.all_gather(labels).flatten()
         k = self.latent.categorical[self.eval_code]
         acc = cluster_accuracy(pred, labels, num_clusters=k, num_classes=max(k, int(labels.max()) + 1))
-        self.log(f"{stage}/cat_acc", torch.tensor(acc, dtype=torch.float32), sync_dist=False)
+        # every process computed it on the gathered predictions: the same number on every rank, which
+        # a max over processes keeps exactly (sync_dist: Lightning then knows it is a global value)
+        self.log(f"{stage}/cat_acc", float(acc), sync_dist=True, reduce_fx="max")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

@@ -129,8 +129,10 @@ class VAE(StepModule):
         t = self.terms(x)
         train = stage == "train"
         for k, v in t.items():
+            # sync_dist: under DDP the epoch value is the mean over every process's batches (a no-op
+            # in one process; on_step values are then the mean over processes too)
             self.log(f"{stage}/{k}", v.detach(), on_step=train, on_epoch=True, prog_bar=k == "nelbo",
-                     sync_dist=not train, batch_size=x.shape[0])
+                     sync_dist=True, batch_size=x.shape[0])
         return t["loss"]
 
 

@@ -1,18 +1,19 @@
-"""The ``xgen`` command: a Hydra application over the configs shipped in ``xgen.conf``.
+"""``xgen [overrides]``: the training run, a Hydra application over the configs in ``xgen.conf``.
 
     xgen                                   # the default experiment (VAE on Fashion-MNIST)
     xgen model=beta_vae model.beta=4 data=digits trainer.max_epochs=1
     xgen -m model=vae,beta_vae data=digits # a multirun
     xgen --help / xgen --cfg job           # Hydra's help and the composed config
+
+Every job prints its run directory when it starts and what it wrote there when it ends.
 """
 
 from __future__ import annotations
 
 import sys
-from importlib.resources import files
 from pathlib import Path
 
-CONFIG_DIR = str(Path(str(files("xgen.conf"))).resolve())
+from xgen.config import CONFIG_DIR
 
 
 def _route_lightning_logs_to_hydra() -> None:
@@ -57,6 +58,27 @@ def _share_machine(cfg, hc, multirun: bool) -> None:
             cfg.trainer.devices = [res.gpu]
 
 
+def _is_main_process() -> bool:
+    """False in the extra processes DDP starts (they re-run the command with a rank in the environment)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def announce(run_dir: str | Path, when: str, job: int | None = None) -> None:
+    """One line on stdout: where this run writes (``start``) or what it wrote there (``end``)."""
+    from xgen.rundir import RunDir
+
+    if not _is_main_process():
+        return
+    tag = f"job {job}: " if job is not None else ""
+    if when == "start":
+        print(f"xgen: {tag}run directory {run_dir}", flush=True)
+    else:
+        found = RunDir(run_dir).outputs()
+        print(f"xgen: {tag}outputs in {run_dir}" + (f" ({', '.join(found)})" if found else ""), flush=True)
+
+
 def _train_app():
     import hydra
     from omegaconf import DictConfig
@@ -74,6 +96,8 @@ def _train_app():
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
         _share_machine(cfg, hc, multirun)
+        job = hc.job.num if multirun else None
+        announce(hc.runtime.output_dir, "start", job)
         try:
             summary = run_job(cfg, hc.runtime.output_dir, list(hc.overrides.task), multirun)
         except XgenError as e:
@@ -81,30 +105,15 @@ def _train_app():
             if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
                 raise
             raise SystemExit(2) from None
+        announce(hc.runtime.output_dir, "end", job)
         return summary["metrics"].get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
 
     return run
 
 
-# `xgen <sub> ...` runs another entry point; anything else is a Hydra training run.
-SUBCOMMANDS = {
-    "eval": "xgen.evaluate:main",   # metrics of a checkpoint or run directory
-    "report": "xgen.report:main",   # table + plots of a run or multirun directory
-}
-
-
 def main(argv: list[str] | None = None) -> None:
+    """Run the Hydra training app on ``argv`` (Hydra reads ``sys.argv``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        module, func = SUBCOMMANDS[argv[0]].split(":")
-        sys.argv = [f"xgen {argv[0]}", *argv[1:]]
-        raise SystemExit(getattr(importlib.import_module(module), func)(argv[1:]))
     sys.argv = [sys.argv[0], *argv]
     _register_resolvers()
     _train_app()()
-
-
-if __name__ == "__main__":
-    main()

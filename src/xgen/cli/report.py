@@ -1,0 +1,53 @@
+"""``xgen report``: one table (report.csv, report.md) and plots of a run or multirun directory.
+
+    xgen report outputs/train/multirun/2026-01-01_12-00-00      # writes into that directory
+    xgen report <dir> --out reports/zoo --metrics val/nelbo val/fid
+
+Every job becomes a row (id, swept overrides, status, metrics, wall time; failed jobs marked);
+plots: each metric against each swept numeric hyperparameter, and curves.png (per-epoch curves,
+one panel per logged key, each with its own legend). Library: xgen.report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xgen.errors import XgenError
+
+
+def parser() -> argparse.ArgumentParser:
+    from xgen.report import DEFAULT_METRICS
+
+    doc = __doc__ or ""
+    ap = argparse.ArgumentParser(prog="xgen report", description=doc.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n\n".join(doc.split("\n\n")[1:]))
+    ap.add_argument("directory", help="a run directory or a multirun directory (outputs/train/multirun/<date>)")
+    ap.add_argument("--out", help="where to write report.csv / report.md / plots (default: the directory)")
+    ap.add_argument("--metrics", nargs="+", help=f"metric keys for the table and plots (default: those of "
+                    f"{', '.join(DEFAULT_METRICS)} that were logged)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xgen report``; returns the exit status."""
+    from xgen.report import report
+
+    a = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        res = report(a.directory, a.out, a.metrics)
+    except XgenError as e:
+        print(f"xgen report: error: {e}", file=sys.stderr)
+        return 2
+    print(Path(res["markdown"]).read_text())
+    for r in res["rows"]:
+        if r["status"] != "completed":
+            print(f"job {r['id']}: {r['status']}" + (f" — {r['error'].splitlines()[0]}" if r["error"] else ""))
+    print(f"xgen report: wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
