@@ -103,6 +103,15 @@ def test_cli_help_and_cfg(tmp_path):
     assert r.returncode == 0 and "data:" in r.stdout
     (models,) = [line for line in r.stdout.splitlines() if line.startswith("model: ")]
     assert {"vae", "beta_vae", "info_vae", "gan", "dcgan", "infogan", "classifier"} <= set(models[7:].split(", "))
+    # the subcommands follow Hydra's help, one line each, and each has its own --help
+    from xgen.cli import SUBCOMMANDS
+
+    block = r.stdout.split("== Subcommands")[1].splitlines()[1:]
+    assert [line.split()[1] for line in block if line.strip()] == list(SUBCOMMANDS) and {"eval", "report"} <= set(SUBCOMMANDS)
+    assert "eval.json" in next(line for line in block if line.split()[1] == "eval")
+    for sub in ("eval", "report"):
+        h = run_cli([sub, "--help"], tmp_path)
+        assert h.returncode == 0 and h.stdout.startswith(f"usage: xgen {sub}"), h.stderr
     r = run_cli(["--cfg", "job", "model=beta_vae", "model.beta=4"], tmp_path)
     assert r.returncode == 0 and "xgen.models.BetaVAE" in r.stdout and "beta: 4" in r.stdout
 
@@ -119,6 +128,10 @@ def test_cli_trains_beta_vae(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     (summary,) = (tmp_path / "outputs").glob("train/*/summary.json")
     assert json.loads(summary.read_text())["status"] == "completed"
+    # the run says where it writes when it starts, and what it wrote when it ends
+    lines = [line for line in r.stdout.splitlines() if line.startswith("xgen: ")]
+    assert lines == [f"xgen: run directory {summary.parent}",
+                     f"xgen: outputs in {summary.parent} (summary.json, checkpoints/last.ckpt, metrics.csv, samples/)"]
 
 
 def test_wheel_ships_the_configs(tmp_path):
@@ -129,7 +142,8 @@ def test_wheel_ships_the_configs(tmp_path):
     (whl,) = tmp_path.glob("xgen-*.whl")
     names = set(zipfile.ZipFile(whl).namelist())
     for f in ("xgen/conf/train.yaml", "xgen/conf/data/fashion_mnist.yaml", "xgen/conf/model/vae.yaml",
-              "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/cli.py"):
+              "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/cli/__init__.py",
+              "xgen/cli/train.py", "xgen/cli/eval.py", "xgen/cli/report.py", "xgen/rundir.py", "xgen/config.py"):
         assert f in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -154,3 +168,36 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
     # digits: 1,346 training images, 2 ranks x batch 64 -> 10 steps per epoch
     assert s["status"] == "completed" and s["global_step"] == 20
     assert {"val/nelbo", "val/rec", "val/kl", "test/nelbo", "train/nelbo_epoch"} <= set(s["metrics"])
+
+
+def test_rundir_is_the_one_rule_for_resume_eval_and_report(tmp_path):
+    from xgen.rundir import RunDir, find_checkpoints, resolve_checkpoint
+
+    sweep = tmp_path / "multirun"
+    for job in ("10", "2", "0", "extra"):
+        (sweep / job / "checkpoints").mkdir(parents=True)
+        (sweep / job / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        (sweep / job / "config.yaml").write_text("data: {}\n")
+    (sweep / "not_a_run").mkdir()
+    assert [r.name for r in RunDir.find(sweep)] == ["0", "2", "10", "extra"]  # numeric job order, then names
+    assert [r.name for r in RunDir.find(sweep / "2")] == ["2"]
+    assert [(c.parent.parent.name, r.name) for c, r in find_checkpoints(sweep)][:2] == [("0", "0"), ("2", "2")]
+    # resume: last -> this run's checkpoint; a directory -> its last.ckpt; a file -> itself and its run
+    run = sweep / "2"
+    assert resolve_checkpoint("last", run) == (run / "checkpoints" / "last.ckpt", RunDir(run))
+    assert resolve_checkpoint(str(sweep / "0"), run)[1] == RunDir(sweep / "0")
+    assert resolve_checkpoint(str(run / "checkpoints" / "last.ckpt"), tmp_path) == (run / "checkpoints" / "last.ckpt",
+                                                                                     RunDir(run))
+    assert resolve_checkpoint(None, run) == (None, None)
+    with pytest.raises(ConfigError, match=r"ckpt_path=last: no checkpoints/last.ckpt under"):
+        resolve_checkpoint("last", sweep / "not_a_run")
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_checkpoint(str(tmp_path / "nope.ckpt"), run)
+    # summary.json: written atomically, read back; a corrupt one is reported, not raised
+    rd = RunDir(sweep / "0")
+    assert rd.read_summary() is None
+    rd.write_summary({"status": "completed", "overrides": ["model=vae"], "metrics": {"val/nelbo": 1.5}})
+    assert rd.read_summary()["metrics"] == {"val/nelbo": 1.5} and rd.overrides() == ["model=vae"]
+    rd.summary_file.write_text("{not json")
+    assert rd.read_summary() == {"status": "corrupt summary.json"}
+    assert RunDir(sweep / "0").outputs() == ["summary.json", "checkpoints/last.ckpt"]

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,8 +15,10 @@ import torch
 
 from xgen.latent import LatentSpec
 
+from xgen.cli.eval import format_table, main
 from xgen.errors import ConfigError
-from xgen.evaluate import categorical_accuracy, find_runs, format_table, main, noise_baseline, real_vs_real
+from xgen.metrics.evaluation import categorical_accuracy, noise_baseline, real_vs_real
+from xgen.rundir import RunDir, find_checkpoints
 from xgen.metrics.features import build_extractor
 from xgen.metrics.likelihood import elbo, iw_log_likelihood
 from xgen.metrics.quality import RealReference, score
@@ -119,11 +122,18 @@ def test_score_rejects_mismatched_image_shapes():
         score(ref, Extracted(f, f), (3, 32, 32))
 
 
-def test_find_runs_errors(tmp_path):
+def test_find_checkpoints_errors(tmp_path):
     with pytest.raises(ConfigError, match="no such file or directory"):
-        find_runs(tmp_path / "missing")
+        find_checkpoints(tmp_path / "missing")
     with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
-        find_runs(tmp_path)
+        find_checkpoints(tmp_path)
+
+
+def test_old_import_path_still_works():
+    import xgen.evaluate as old
+
+    assert old.main is main and old.real_vs_real is real_vs_real
+    assert old.find_runs.__module__ == "xgen.evaluate"
 
 
 def test_format_table_lists_scalar_metrics():
@@ -176,3 +186,54 @@ def test_train_with_fid_callback_then_xgen_eval(tmp_path):
     assert ev["model"] == "VAE" and ev["num_samples"] == 300 and ev["iw_samples"] == 4
     assert ev["test/fid"] > 0 and ev["test/elbo"] < 0 and ev["test/iw_ll"] < 0
     assert "test/cat_acc" not in ev  # a VAE has no predict_codes
+
+
+def _fake_run(run: Path, seed: int) -> None:
+    """A run directory as training leaves it: config.yaml (digits) and checkpoints/last.ckpt of an
+    untrained VAE (what load_model reads: state_dict, hyper_parameters, xgen_class)."""
+    from omegaconf import OmegaConf
+
+    from xgen.models import VAE
+    from xgen.models.base import CLASS_KEY, class_path
+
+    torch.manual_seed(seed)
+    m = VAE(image_shape=(1, 28, 28), latent_dim=4)
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), CLASS_KEY: class_path(m)},
+               run / "checkpoints" / "last.ckpt")
+    OmegaConf.save({"data": {"_target_": "xgen.data.DigitsDataModule", "val_size": 0.1}}, run / "config.yaml")
+
+
+def test_eval_multirun_labels_rows_and_writes_each_eval_json(tmp_path, capsys):
+    sweep = tmp_path / "multirun"
+    for job in (0, 1):
+        _fake_run(sweep / str(job), seed=job)
+    args = [str(sweep), "--metrics", "fid", "--num-samples", "80", "--arch", "thesis", "--iw-samples", "2",
+            "--iw-images", "10", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    table = out.split("xgen eval: wrote")[0].splitlines()
+    assert [line.split("  ")[0] for line in table[2:]] == ["0: VAE (digits)", "1: VAE (digits)"]
+    rows = json.loads((sweep / "eval.json").read_text())
+    assert [r["name"] for r in rows] == ["0: VAE (digits)", "1: VAE (digits)"]
+    for job, row in zip((0, 1), rows):
+        assert json.loads(RunDir(sweep / str(job)).eval_file.read_text()) == row
+        assert f"xgen eval: wrote {sweep / str(job) / 'eval.json'}" in out
+    assert f"xgen eval: wrote {sweep / 'eval.json'}" in out
+    assert rows[0]["test/fid"] != rows[1]["test/fid"] and rows[0]["test/elbo"] < 0  # two different models
+
+
+def test_real_vs_real_defaults_to_5_subsets_and_writes_under_outputs_eval(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XGEN_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--real-vs-real", "--data", "digits", "--metrics", "fid", "--num-samples", "100",
+                 "--arch", "thesis", "--cache-dir", str(tmp_path / "cache")]) == 0
+    (written,) = (tmp_path / "outputs" / "eval").glob("*/eval.json")
+    assert f"xgen eval: wrote {written}" in capsys.readouterr().out
+    row = json.loads(written.read_text())
+    assert row["repeats"] == 5 and row["disjoint_subsets"] and row["name"] == "real vs real (digits)"
+    assert not (tmp_path / "eval.json").exists()  # nothing lands in the current folder
+    # --out puts it where asked
+    assert main(["--noise", "--data", "digits", "--metrics", "fid", "--num-samples", "80", "--arch", "thesis",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "x" / "noise.json")]) == 0
+    assert json.loads((tmp_path / "x" / "noise.json").read_text())["model"] == "uniform noise"

@@ -70,17 +70,81 @@ def test_failing_job_is_isolated_reported_and_relaunch_runs_only_it(tmp_path):
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_run_jobs_in_their_own_directories(tmp_path, launcher):
     sweep = tmp_path / "sweep"
-    r = xgen(["-m", *FAST, "model=vae,beta_vae", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"],
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    r = xgen(["-m", *FAST, "model=vae,beta_vae", f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={sweep}"],
              tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     s = summaries(sweep)
     assert sorted(s) == ["0", "1"] and all(v["status"] == "completed" for v in s.values())
     assert len({v["run_dir"] for v in s.values()}) == 2
+    assert "ConfigStore schema" not in r.stderr  # xgen's configs do not shadow the launcher plugins' own
     if launcher == "joblib":  # 2 parallel jobs share the cores instead of each taking all of them
         cores = os.cpu_count() or 1
         assert all(v["torch_threads"] == max(1, cores // 2) for v in s.values())
     else:
         assert list((sweep / ".submitit").iterdir())  # submitit's own job folders
+
+
+def _fake_job(sweep: Path, job: int, model: str, override: str, curves: dict[str, list[float]]) -> None:
+    """A finished job directory as `xgen report` reads it: summary.json, config.yaml, metrics.csv."""
+    d = sweep / str(job)
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"status": "completed", "overrides": [override], "metrics": {}}))
+    (d / "config.yaml").write_text(f"model:\n  _target_: xgen.models.{model}\n")
+    keys = list(curves)
+    with open(d / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "step", *keys])
+        for e in range(len(curves[keys[0]])):
+            w.writerow([e, 10 * e, *[curves[k][e] for k in keys]])
+
+
+def test_report_curves_have_a_legend_per_panel_naming_its_own_jobs(tmp_path):
+    """The model-zoo case: VAE panels list only the VAEs, GAN panels only the GANs, with the model class;
+    a job has the same colour in every panel."""
+    import matplotlib.pyplot as plt
+
+    from xgen.report import collect, curves_figure
+
+    sweep = tmp_path / "zoo"
+    _fake_job(sweep, 0, "VAE", "model=vae", {"val/nelbo": [300.0, 280.0]})
+    _fake_job(sweep, 1, "BetaVAE", "model=beta_vae", {"val/nelbo": [320.0, 310.0]})
+    _fake_job(sweep, 2, "GAN", "model=gan", {"train/loss_d_epoch": [1.2, 1.1], "train/loss_g_epoch": [0.9, 1.0]})
+    _fake_job(sweep, 3, "InfoGAN", "model=infogan", {"train/loss_d_epoch": [0.6, 0.5], "train/loss_g_epoch": [1.5, 1.6]})
+    fig = curves_figure(collect(sweep))
+    try:
+        panels = {ax.get_title(): ax for ax in fig.axes}
+        assert sorted(panels) == ["train/loss_d_epoch", "train/loss_g_epoch", "val/nelbo"]
+        legends = {k: [t.get_text() for t in ax.get_legend().get_texts()] for k, ax in panels.items()}
+        assert legends == {"val/nelbo": ["0: VAE", "1: BetaVAE"], "train/loss_d_epoch": ["2: GAN", "3: InfoGAN"],
+                           "train/loss_g_epoch": ["2: GAN", "3: InfoGAN"]}
+        colours = {k: [line.get_color() for line in ax.get_lines()] for k, ax in panels.items()}
+        assert colours["train/loss_d_epoch"] == colours["train/loss_g_epoch"]
+        assert len(set(colours["val/nelbo"] + colours["train/loss_d_epoch"])) == 4  # one colour per job
+        assert [list(line.get_ydata()) for line in panels["val/nelbo"].get_lines()] == [[300.0, 280.0], [320.0, 310.0]]
+        assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() == k for k, ax in panels.items())
+    finally:
+        plt.close(fig)
+
+
+def test_report_labels_add_the_other_swept_values(tmp_path):
+    from xgen.report import collect, curve_label, swept_keys
+
+    sweep = tmp_path / "betas"
+    for job, beta in enumerate((1, 4)):
+        _fake_job(sweep, job, "BetaVAE", f"model.beta={beta}", {"val/nelbo": [300.0 + beta]})
+    rows = collect(sweep)
+    assert [curve_label(r, swept_keys(rows)) for r in rows] == ["0: BetaVAE, model.beta=1", "1: BetaVAE, model.beta=4"]
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    from xgen.cli.report import main
+
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "xgen report: error:" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no run directories" in capsys.readouterr().err
 
 
 def test_resource_plan():
