@@ -147,6 +147,52 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert "no run directories" in capsys.readouterr().err
 
 
+def test_no_xgen_config_shadows_a_plugin_schema():
+    """A yaml of the same name as a plugin's ConfigStore entry makes Hydra print a deprecation warning on
+    every launch (it did, 9 times per joblib multirun): xgen's hydra/* configs must use other names."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    from xgen.cli import CONFIG_DIR
+
+    Plugins.instance()  # imports the installed plugins, which register their configs
+    cs, root = ConfigStore.instance(), Path(CONFIG_DIR)
+    checked = 0
+    for f in root.glob("hydra/**/*.yaml"):
+        group = str(f.parent.relative_to(root))
+        try:
+            stored = set(cs.list(group))
+        except OSError:  # no ConfigStore group of that name
+            stored = set()
+        assert f.name not in stored, f"{f.relative_to(root)} shadows the ConfigStore entry {group}/{f.stem}"
+        checked += 1
+    assert checked >= 4 and {"joblib.yaml", "submitit_slurm.yaml"} <= set(cs.list("hydra/launcher"))
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "gpu_shared", "submitit_local", "submitit_slurm", "slurm"])
+def test_launcher_configs_compose_without_warnings(launcher):
+    import warnings
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from xgen.cli import CONFIG_DIR, _register_resolvers
+
+    _register_resolvers()
+    GlobalHydra.instance().clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    lc = cfg.hydra.launcher
+    if launcher == "slurm":  # xgen's settings on top of the plugin's submitit_slurm
+        assert lc._target_.endswith("SlurmLauncher")
+        assert (lc.cpus_per_task, lc.gpus_per_node, lc.mem_gb, lc.max_num_timeout) == (8, 1, 32, 3)
+    if launcher == "gpu_shared":
+        assert lc._target_.endswith("JoblibLauncher") and lc.n_jobs >= 1
+
+
 def test_resource_plan():
     assert plan(0, 2, cpu_count=8) == plan(1, 2, cpu_count=8)
     assert plan(0, 2, cpu_count=8).threads == 4 and plan(0, -1, cpu_count=8).threads == 1
