@@ -2,8 +2,9 @@
 presets compose from one config group per callback (``callbacks/<name>/<option>.yaml``).
 
 Experiments run in-process (Hydra compose + :func:`xgen.train.train`), on ``digits`` (1,797 images, no
-files) instead of Fashion-MNIST/MNIST, for one epoch of two batches; what is scaled down (data, batch
-count, the MI callback's sample count, the progress bar) is listed in :data:`SMOKE`.
+files) instead of Fashion-MNIST/MNIST, for one epoch of two batches of 32; what is scaled down (data,
+batch size and count, the MI callback's sample count, checkpoints kept, the progress bar) is listed in
+:data:`SMOKE`. Networks, latent layouts, losses and learning rates are the experiments' own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "xgen" / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-SMOKE = ["data=digits", "trainer.accelerator=cpu", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
+SMOKE = ["data=digits", "data.batch_size=32", "trainer.accelerator=cpu", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
          "++trainer.limit_val_batches=1", "trainer.enable_model_summary=false", "test=false",
          "callbacks.progress_bar=null", "++trainer.enable_progress_bar=false", "callbacks.mutual_information.num_samples=64",
          "callbacks.model_checkpoint.save_top_k=0", "logger=csv"]
