@@ -147,14 +147,81 @@ def test_digits_splits_and_value_range():
     assert x.shape == (16, 1, 28, 28) and x.min() >= -1 and x.max() <= 1 and x.min() < -0.99
 
 
-def test_value_range_follows_the_model():
-    class Dummy:
+def test_value_range_is_passed_in_never_read_from_the_trainer():
+    """(0, 1) unless given or set; a trainer's model is never consulted (the builder passes it in)."""
+    class Model:
         value_range = (-1.0, 1.0)
 
-    dm = DigitsDataModule()
-    assert dm.resolved_value_range() == (0.0, 1.0)
-    dm.trainer = type("T", (), {"lightning_module": Dummy()})()
-    assert dm.resolved_value_range() == (-1.0, 1.0)
+    dm = DigitsDataModule(batch_size=16)
+    assert dm.value_range == (0.0, 1.0) and not dm.value_range_given
+    dm.trainer = type("T", (), {"lightning_module": Model(), "strategy": None})()  # must be ignored
+    assert dm.value_range == (0.0, 1.0)
+    del dm.trainer
+    assert dm.set_value_range(Model.value_range) is dm and dm.value_range == (-1.0, 1.0) and dm.value_range_given
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.min() >= -1 and x.min() < -0.99 and x.max() <= 1
+    torch.testing.assert_close(dm.scale(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+    dm.value_range = [0, 2]  # the property setter validates the same way
+    assert dm.value_range == (0.0, 2.0)
+    for bad in ([1, 0], [0, 1, 2], "ab", None):
+        with pytest.raises(ConfigError, match="data.value_range"):
+            dm.set_value_range(bad)
+
+
+def test_data_modules_never_read_the_running_model():
+    """No data module reaches into trainer.lightning_module any more (the builder passes the range)."""
+    import xgen.data as pkg
+    from pathlib import Path
+
+    offenders = [p.name for p in Path(pkg.__file__).parent.glob("*.py") if "lightning_module" in p.read_text()]
+    assert offenders == []
+
+
+def test_digits_factors_are_the_label():
+    dm = DigitsDataModule(batch_size=16)
+    assert dm.factor_names == ["label"] and dm.factor_sizes == [10]
+    for split in ("train", "val", "test"):
+        f = dm.factors(split)
+        x, y = dm.split(split)
+        assert f.dtype == torch.int64 and f.shape == (x.shape[0], 1)
+        assert torch.equal(f[:, 0], y) and 0 <= int(f.min()) and int(f.max()) == 9
+
+
+class _Factored(DigitsDataModule):
+    """Digits with two synthetic factors that encode each image's identity, to check alignment."""
+
+    factor_names = ["label", "row"]
+
+    @property
+    def factor_sizes(self):
+        return [10, 2000]
+
+    def load_split(self, split):
+        x, y = super().load_split(split)
+        x = x.clone()
+        rows = torch.arange(x.shape[0]) + (1000 if split == "test" else 0)
+        x[:, 0, 0, 0] = (rows % 251).to(torch.uint8)  # the row number, readable from the image
+        x[:, 0, 0, 1] = (rows // 251).to(torch.uint8)
+        return x, y, torch.stack([y, rows], 1)
+
+
+def test_factors_from_load_split_follow_the_images_through_val_carving_and_subset():
+    dm = _Factored(batch_size=16, val_size=0.2, train_subset=300, seed=3)
+    for split in ("train", "val", "test"):
+        x, y = dm.split(split)
+        f = dm.factors(split)
+        assert f.shape == (x.shape[0], 2)
+        assert torch.equal(f[:, 0], y)
+        assert torch.equal(f[:, 1], x[:, 0, 0, 0].long() + 251 * x[:, 0, 0, 1].long())
+    assert dm.factors("train").shape[0] == 300 and dm.factors("val").shape[0] == round(0.2 * (1797 - 270))
+
+
+def test_factors_of_the_wrong_shape_are_refused():
+    class Bad(_Factored):
+        factor_names = ["label"]  # two columns returned, one name
+
+    with pytest.raises(ValueError, match=r"factors .* expected int64 \(1527, 1\)"):
+        Bad().split("train")
 
 
 @pytest.mark.parametrize("kw,key", [({"batch_size": 0}, "data.batch_size"), ({"val_size": -1}, "data.val_size"),
@@ -162,3 +229,71 @@ def test_value_range_follows_the_model():
 def test_bad_data_config(kw, key):
     with pytest.raises(ConfigError, match=key):
         DigitsDataModule(**kw)
+
+
+class _BatchRange:
+    """A Lightning callback recording the (min, max) of every training batch the model receives."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class Rec(L.Callback):
+            def __init__(self):
+                self.seen = []
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                self.seen.append((float(batch[0].min()), float(batch[0].max())))
+
+        return Rec()
+
+
+def _fit_one_batch(model, dm, rec):
+    import lightning as L
+
+    L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+              logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              callbacks=[rec]).fit(model, datamodule=dm)
+    return rec.seen
+
+
+def test_a_tanh_gan_gets_data_in_minus_one_one_through_xgen(compose, tmp_path):
+    """xgen's builder hands the GAN's (-1, 1) to the data module: batches span [-1, 1]."""
+    from xgen.train import build
+
+    cfg = compose(["data=digits", "model=gan", "callbacks=none", "logger=csv", "trainer.max_epochs=1",
+                   "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0", "trainer.accelerator=cpu",
+                   "data.batch_size=32"])
+    dm, model, trainer, _ = build(cfg, tmp_path / "run")
+    assert model.value_range == (-1.0, 1.0) and dm.value_range == (-1.0, 1.0)
+    rec = _BatchRange()
+    trainer.callbacks.append(rec)
+    trainer.fit(model, datamodule=dm)
+    assert len(rec.seen) == 2 and all(lo < -0.99 and hi <= 1.0 and lo >= -1.0 for lo, hi in rec.seen)
+    # a VAE (sigmoid decoder) gets (0, 1) from the same data config
+    dm, model, _, _ = build(compose(["data=digits", "model=vae", "callbacks=none"]), tmp_path / "vae")
+    assert dm.value_range == model.value_range == (0.0, 1.0)
+
+
+def test_a_hand_set_data_value_range_that_contradicts_the_model_is_refused(compose, tmp_path):
+    from xgen.train import build
+
+    with pytest.raises(ConfigError, match=r"data.value_range: \[0.0, 1.0\] differs .* \[-1.0, 1.0\] that GAN"):
+        build(compose(["data=digits", "model=gan", "callbacks=none", "data.value_range=[0,1]"]), tmp_path / "r")
+    dm, _, _, _ = build(compose(["data=digits", "model=gan", "callbacks=none", "data.value_range=[-1,1]"]),
+                        tmp_path / "ok")
+    assert dm.value_range == (-1.0, 1.0)
+
+
+def test_a_tanh_gan_gets_data_in_minus_one_one_through_python():
+    """The documented Python route: pass value_range=model.value_range, or call set_value_range."""
+    from xgen.models import GAN
+
+    torch.manual_seed(0)
+    model = GAN(image_shape=(1, 28, 28))
+    for dm in (DigitsDataModule(batch_size=32, value_range=model.value_range),
+               DigitsDataModule(batch_size=32).set_value_range(model.value_range)):
+        seen = _fit_one_batch(model, dm, _BatchRange())
+        assert len(seen) == 1 and all(-1.0 <= lo < -0.99 and hi <= 1.0 for lo, hi in seen)
+    # without either, the documented default (0, 1)
+    seen = _fit_one_batch(model, DigitsDataModule(batch_size=32), _BatchRange())
+    assert all(0.0 <= lo and hi <= 1.0 for lo, hi in seen)

@@ -136,15 +136,17 @@ def test_larger_beta_gives_lower_kl_and_higher_reconstruction_error():
 
 def test_infovae_mmd_term_pulls_the_aggregate_posterior_to_the_prior():
     """lambda_=1 with alpha=0 is the plain ELBO (MMD weight 0); lambda_=40 must shrink the MMD between
-    q(z) and N(0, I) while the latent stays in use (KL well above 0: no posterior collapse)."""
+    q(z) and N(0, I) while the latent stays in use (KL well above 0: no posterior collapse).
+    3 epochs at lr 3e-3 (measured, one thread: 4.4 s; MMD 0.105 -> 0.014, KL 5.4) instead of 6 at 1e-3
+    (8.7 s; MMD 0.227 -> 0.069, KL 7.8): the same assertions, with a wider MMD margin."""
     x = DigitsDataModule().split("val")[0][:256].float() / 255
     runs = {}
     for lam in (1.0, 40.0):
         torch.manual_seed(0)
-        model = InfoVAE(image_shape=(1, 28, 28), latent_dim=4, encoder=MLP, decoder=MLP_DEC, lambda_=lam)
+        model = InfoVAE(image_shape=(1, 28, 28), latent_dim=4, encoder=MLP, decoder=MLP_DEC, lambda_=lam, lr=3e-3)
         with torch.no_grad():
             before = model.terms(x)["nelbo"]
-        runs[lam] = _fit(model, epochs=6)
+        runs[lam] = _fit(model, epochs=3)
         assert runs[lam]["val/nelbo"] < before - 50  # it trains
     plain, info = runs[1.0], runs[40.0]
     assert float(info["val/mmd"]) < 0.5 * float(plain["val/mmd"]) and float(info["val/mmd"]) < 0.1

@@ -72,11 +72,25 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build(cfg: DictConfig, run_dir: Path):
-    """Instantiate data module, model, callbacks, loggers and trainer (no data is read here)."""
+    """Instantiate data module, model, callbacks, loggers and trainer (no data is read here).
+
+    The data module is handed the model's ``value_range`` here (a tanh generator reads and writes
+    (-1, 1)); a ``data.value_range`` set by hand must agree with it.
+    """
+    from xgen.data import InMemoryDataModule
+    from xgen.protocols import value_range_of
+
     datamodule = instantiate(cfg.data, "data")
     # networks inside the model config are built by the model itself (it knows image_shape)
     model = instantiate(cfg.model, "model", image_shape=list(datamodule.image_shape),
                         _recursive_=False, _convert_="all")
+    if isinstance(datamodule, InMemoryDataModule):
+        model_range = value_range_of(model)
+        if datamodule.value_range_given and datamodule.value_range != model_range:
+            raise ConfigError(f"data.value_range: {list(datamodule.value_range)} differs from the range "
+                              f"{list(model_range)} that {type(model).__name__} reads and writes; leave "
+                              "data.value_range=null (xgen passes the model's range to the data).")
+        datamodule.set_value_range(model_range)
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__,

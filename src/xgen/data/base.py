@@ -4,10 +4,28 @@ MNIST-size datasets fit in memory many times over. Keeping them as a single uint
 to the training device once, and drawing shuffled batches by indexing it, avoids per-image PIL
 transforms, worker processes and host-to-device copies on every step (DESIGN.md, "Data path").
 
-Every data module here yields ``(images, labels)`` with images float32 ``(B, C, H, W)`` in the value
-range the model asks for (``model.value_range``, (0, 1) unless the model says otherwise, e.g. (-1, 1)
-for tanh generators) and labels int64 ``(B,)``. Labels are for evaluation only; models train
+Every data module here yields ``(images, labels)`` with images float32 ``(B, C, H, W)`` in the data
+module's ``value_range`` and labels int64 ``(B,)``. Labels are for evaluation only; models train
 unsupervised.
+
+**Value range.** A data module never asks the model: the range is passed in. ``xgen`` (``build()`` in
+:mod:`xgen.train`) hands the model's ``value_range`` to the data module once both are built
+(:meth:`InMemoryDataModule.set_value_range`); from Python, pass ``value_range=model.value_range`` to the
+constructor or call ``dm.set_value_range(model.value_range)`` — e.g. (-1, 1) for a GAN's tanh
+generator. A data module given neither hands out images in (0, 1).
+
+**Ground-truth factors.** Disentanglement metrics and explainability tools read what generated each
+image through three members of every data module:
+
+* ``factor_names: list[str]`` — one name per factor, e.g. ``["label"]``;
+* ``factor_sizes: list[int]`` — the number of values of each factor, e.g. ``[10]``;
+* ``factors(split) -> Tensor`` — int64 ``(N, K)``, row ``i`` the factors of image ``i`` of
+  ``split(split)``, each column ``k`` in ``0 .. factor_sizes[k] - 1``.
+
+A dataset with only a class label exposes it as the single factor ``"label"`` of size ``num_classes``;
+one without labels (Frey Faces, CelebA) has ``K = 0`` factors. A dataset with real factors (dSprites:
+shape, scale, orientation, x, y) returns them from :meth:`InMemoryDataModule.load_split` as a third
+element ``(N, K)``, which follows its images through the train/val carving and ``train_subset``.
 """
 
 from __future__ import annotations
@@ -89,8 +107,8 @@ class InMemoryDataModule(L.LightningDataModule):
         eval_batch_size: batch size for validation/test (default: ``batch_size``).
         val_size: images held out of the training split for validation (int) or a fraction (float).
         train_subset: keep only the first N training images (after the split); ``None`` keeps all.
-        value_range: range of the float images handed to the model; ``None`` asks the model
-            (its ``value_range`` attribute), falling back to (0, 1).
+        value_range: range of the float images handed to the model; ``None``: (0, 1) until
+            :meth:`set_value_range` is called (``xgen`` passes the model's range).
         on_device: move the tensors to the training device once (``True``) or keep them in host
             memory and copy each batch (``False``).
         download: allow downloading missing files when online.
@@ -101,6 +119,7 @@ class InMemoryDataModule(L.LightningDataModule):
     image_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int | None = None
     has_val_split: bool = False  # the dataset ships its own validation split
+    DEFAULT_VALUE_RANGE: tuple[float, float] = (0.0, 1.0)
 
     def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
                  val_size: int | float = 5000, train_subset: int | None = None,
@@ -113,25 +132,27 @@ class InMemoryDataModule(L.LightningDataModule):
         check(float(val_size) >= 0, "data.val_size", f"must be >= 0, got {val_size}")
         check(train_subset is None or int(train_subset) >= 1, "data.train_subset",
               f"must be >= 1 or null, got {train_subset}")
+        self._value_range: tuple[float, float] | None = None
         if value_range is not None:
-            check(len(value_range) == 2 and float(value_range[0]) < float(value_range[1]),
-                  "data.value_range", f"must be [low, high] with low < high, got {value_range}")
+            self.set_value_range(value_range)
         self.root = root
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.val_size = val_size
         self.train_subset = train_subset
-        self.value_range = tuple(value_range) if value_range is not None else None
         self.on_device = on_device
         self.download_allowed = download
         self.seed = int(seed)
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self._factors: dict[str, Tensor] = {}  # from load_split's optional third element
         self._device_splits: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
 
     # ----------------------------------------------------------------------------- to override
-    def load_split(self, split: str) -> tuple[Tensor, Tensor]:
+    def load_split(self, split: str) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
         """Return ``(images uint8 (N, C, H, W), labels int64 (N,))`` for split 'train' or 'test'
-        (and 'val' when ``has_val_split``). Raise DataError when files are missing or corrupt."""
+        (and 'val' when ``has_val_split``), optionally with a third element, the ground-truth factors
+        int64 ``(N, K)`` (then also set ``factor_names``/``factor_sizes``). Raise DataError when files
+        are missing or corrupt."""
         raise NotImplementedError
 
     def download(self) -> None:
@@ -145,21 +166,38 @@ class InMemoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits:
             return
-        train_x, train_y = self.load_split("train")
+        train_x, train_y, train_f = self._load("train")
         self._check_images(train_x, "train")
         if self.has_val_split:
-            val_x, val_y = self.load_split("val")
+            val_x, val_y, val_f = self._load("val")
         else:
             n_val = self._num_val(train_x.shape[0])
             g = torch.Generator().manual_seed(self.seed)
             perm = torch.randperm(train_x.shape[0], generator=g)
             val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
             val_x, val_y = train_x[val_idx], train_y[val_idx]
+            val_f = train_f[val_idx] if train_f is not None else None
             train_x, train_y = train_x[train_idx], train_y[train_idx]
+            train_f = train_f[train_idx] if train_f is not None else None
         if self.train_subset is not None:
-            train_x, train_y = train_x[: int(self.train_subset)], train_y[: int(self.train_subset)]
-        test_x, test_y = self.load_split("test")
+            n = int(self.train_subset)
+            train_x, train_y = train_x[:n], train_y[:n]
+            train_f = train_f[:n] if train_f is not None else None
+        test_x, test_y, test_f = self._load("test")
         self._splits = {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
+        self._factors = {k: f for k, f in (("train", train_f), ("val", val_f), ("test", test_f)) if f is not None}
+
+    def _load(self, split: str) -> tuple[Tensor, Tensor, Tensor | None]:
+        """load_split's images, labels and (when it returns them) factors, checked against each other."""
+        out = self.load_split(split)
+        x, y, f = (out[0], out[1], out[2] if len(out) > 2 else None)
+        if f is not None:
+            k = len(self.factor_names)
+            if f.dtype != torch.int64 or f.ndim != 2 or f.shape != (x.shape[0], k) or len(self.factor_sizes) != k:
+                raise ValueError(f"{type(self).__name__}.load_split('{split}') returned factors "
+                                 f"{tuple(f.shape)} {f.dtype}; expected int64 ({x.shape[0]}, {k}) for "
+                                 f"factor_names {self.factor_names} and factor_sizes {self.factor_sizes}")
+        return x, y, f
 
     def _num_val(self, n_train: int) -> int:
         v = self.val_size
@@ -184,15 +222,67 @@ class InMemoryDataModule(L.LightningDataModule):
             raise KeyError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
         return self._splits[split]
 
+    # ----------------------------------------------------------------------------- factors
+    @property
+    def factor_names(self) -> list[str]:
+        """Names of the ground-truth factors (columns of :meth:`factors`): ``["label"]`` for a dataset
+        with class labels, ``[]`` for one without; datasets with real factors override it."""
+        return ["label"] if self._label_classes() is not None else []
+
+    @property
+    def factor_sizes(self) -> list[int]:
+        """Number of values of each factor: ``[num_classes]`` for a labelled dataset."""
+        n = self._label_classes()
+        return [int(n)] if n is not None else []
+
+    def factors(self, split: str) -> Tensor:
+        """Ground-truth factors of every image of ``split``: int64 ``(N, K)``, row ``i`` belonging to
+        image ``i`` of :meth:`split` (``K = len(factor_names)``; the class label when that is all)."""
+        x, y = self.split(split)
+        if split in self._factors:
+            return self._factors[split]
+        if self._label_classes() is None:
+            return torch.zeros(x.shape[0], 0, dtype=torch.int64)
+        return y.to(torch.int64).view(-1, 1)
+
+    def _label_classes(self) -> int | None:
+        """The number of classes when the label is a factor (None: no labels). Data modules that learn
+        ``num_classes`` from their files (folders, LFW) override this to read them first."""
+        return self.num_classes
+
+    # ----------------------------------------------------------------------------- value range
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """Range of the float images handed out: as given or set, else (0, 1)."""
+        return self._value_range if self._value_range is not None else self.DEFAULT_VALUE_RANGE
+
+    @value_range.setter
+    def value_range(self, value_range: Sequence[float]) -> None:
+        self.set_value_range(value_range)
+
+    def set_value_range(self, value_range: Sequence[float]) -> "InMemoryDataModule":
+        """Hand out images in ``value_range`` (the model's: ``dm.set_value_range(model.value_range)``);
+        returns the data module. ``xgen`` calls it when it builds the model and the data."""
+        try:
+            lo, hi = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.value_range: must be [low, high], got {value_range!r}") from None
+        check(lo < hi, "data.value_range", f"must be [low, high] with low < high, got {list(value_range)}")
+        self._value_range = (lo, hi)
+        return self
+
+    @property
+    def value_range_given(self) -> bool:
+        """Whether a range was given (constructor or :meth:`set_value_range`) rather than defaulted."""
+        return self._value_range is not None
+
     def resolved_value_range(self) -> tuple[float, float]:
-        if self.value_range is not None:
-            return self.value_range  # type: ignore[return-value]
-        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        return tuple(getattr(module, "value_range", (0.0, 1.0)))  # type: ignore[return-value]
+        """The same as :attr:`value_range` (kept for callers of xgen 0.1)."""
+        return self.value_range
 
     def scale(self, x_uint8: Tensor) -> Tensor:
         """uint8 images -> float images in the resolved value range."""
-        return to_value_range(x_uint8, self.resolved_value_range())
+        return to_value_range(x_uint8, self.value_range)
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
@@ -218,7 +308,7 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size: {batch_size} is larger than the {x.shape[0] // world} "
                               f"'{split}' images each process gets; lower data.batch_size.")
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
-                             value_range=self.resolved_value_range(), seed=self.seed,
+                             value_range=self.value_range, seed=self.seed,
                              epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
                              rank=rank, world_size=world)
 

@@ -104,6 +104,11 @@ class FolderDataModule(InMemoryDataModule):
         self.class_names: tuple[str, ...] = ()
         self._files: dict[str, Files] | None = None
 
+    def _label_classes(self) -> int | None:
+        """The class folders are the one factor ("label"); indexing the tree finds them."""
+        self._index()
+        return self.num_classes
+
     # ----------------------------------------------------------------------------- indexing files
     def _root(self) -> Path:
         return Path(str(self.root)).expanduser()

@@ -51,6 +51,12 @@ class LFWDataModule(InMemoryDataModule):
         self.class_names: tuple[str, ...] = ()
         self._all: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _label_classes(self) -> int | None:
+        """The person is the one factor ("label"); its number of values is known once the files are read."""
+        if self.num_classes is None:
+            self._load_all()
+        return self.num_classes
+
     def _dirs(self) -> list[Path]:
         return candidate_dirs(self.name, self.root, ("LFW", "lfw-py"), ("lfw-py",))
 
