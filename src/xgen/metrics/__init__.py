@@ -3,13 +3,16 @@
 from xgen.metrics.clustering import cluster_accuracy, contingency
 from xgen.metrics.features import (EXTRACTORS, ClassifierExtractor, Extracted, FeatureExtractor, InceptionExtractor,
                                    WeightsError, build_extractor, to_unit, write_standin_inception_weights)
+from xgen.metrics.disentanglement import (beta_vae_score, covariance_metric, dci, disentanglement_scores,
+                                          factor_vae_score, mig, mutual_information_matrix)
 from xgen.metrics.fid import GaussianStats, SingularCovarianceWarning, fid, fid_from_stats, inception_score, kid, precision_recall
 from xgen.metrics.likelihood import elbo, iw_log_likelihood
 from xgen.metrics.mmd import kernel_matrix, mmd
 from xgen.metrics.quality import (METRICS, RealReference, cached_real_reference, generate_images, real_reference,
                                   score)
 
-__all__ = ["cluster_accuracy", "contingency", "kernel_matrix", "mmd",
+__all__ = ["cluster_accuracy", "contingency", "beta_vae_score", "covariance_metric", "dci", "disentanglement_scores",
+           "factor_vae_score", "mig", "mutual_information_matrix", "kernel_matrix", "mmd",
            "EXTRACTORS", "ClassifierExtractor", "Extracted", "FeatureExtractor", "InceptionExtractor", "WeightsError",
            "build_extractor", "to_unit", "write_standin_inception_weights",
            "GaussianStats", "SingularCovarianceWarning", "fid", "fid_from_stats", "inception_score", "kid",
