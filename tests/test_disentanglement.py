@@ -257,3 +257,113 @@ def test_sampler_form_bad_models():
         beta_vae_score_of_model(NoEmbed(), data, **SMALL)
     with pytest.raises(ConfigError, match="known generative factors"):
         beta_vae_score_of_model(ToyEncoder(), object(), **SMALL)
+
+
+# ------------------------------------------------------------------------ the callback
+def _tiny_vae(latent: int = 4, image_shape=(1, 32, 32)):
+    from xgen.models import VAE
+    from xgen.nets.vae import MLPDecoder, MLPEncoder
+
+    torch.manual_seed(0)
+    return VAE(image_shape=image_shape, latent_dim=latent, encoder=MLPEncoder(image_shape, latent, hidden=(32,)),
+               decoder=MLPDecoder(image_shape, latent, hidden=(32,)))
+
+
+CB = dict(num_train=300, num_eval=100, batch_size=16, num_bins=10, num_variance=300, pool_size=400,
+          covariance_images=100)
+
+
+def _fit(cb, dm, model, steps: int = 3):
+    import lightning as L
+
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[cb], num_sanity_val_steps=0,
+                        limit_val_batches=1)
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+def test_callback_logs_final_scores_on_dsprites():
+    from xgen.callbacks import Disentanglement
+    from xgen.data import DSpritesDataModule
+
+    dm = DSpritesDataModule(resolution=32, num_train=128, num_val=100, num_test=16, batch_size=32)
+    model = _tiny_vae()
+    cb = Disentanglement(**CB)
+    trainer = _fit(cb, dm, model)
+    m = trainer.callback_metrics
+    keys = ["val/mig", "val/beta_vae_score", "val/factor_vae_score", "val/dci_disentanglement",
+            "val/dci_completeness", "val/dci_informativeness", "val/covariance_metric", "val/mig_shape"]
+    assert all(k in m for k in keys), sorted(m)
+    assert len(cb.history) == 1 and cb.history[-1]["step"] == 3
+    # the logged numbers are the metric's: recomputing on the final model with the same settings agrees
+    with pytest.warns(DisentanglementWarning):
+        again = disentanglement_scores(model, dm, **{k: v for k, v in cb.settings.items()})
+    for k in ("mig", "beta_vae_score", "covariance_metric", "dci_informativeness"):
+        assert float(m[f"val/{k}"]) == pytest.approx(again[k], rel=1e-6, abs=1e-9)
+    assert 0 <= float(m["val/mig"]) <= 1 and 0 <= float(m["val/beta_vae_score"]) <= 1
+
+
+def test_callback_every_n_epochs_and_bad_models():
+    from types import SimpleNamespace
+
+    from xgen.callbacks import Disentanglement
+    from xgen.data import DigitsDataModule, DSpritesDataModule
+
+    dm = DSpritesDataModule(resolution=32, num_train=64, num_val=100, num_test=16, batch_size=32)
+    cb = Disentanglement(every_n_epochs=1, metrics=["mig", "covariance"], **CB)
+    _fit(cb, dm, _tiny_vae(), steps=4)  # 2 steps per epoch: scored after epochs 1 and 2, not again at the end
+    assert [h["step"] for h in cb.history] == [2, 4]
+
+    class NoEmbed(torch.nn.Module):
+        value_range = (0.0, 1.0)
+
+    with pytest.raises(CapabilityError, match="callbacks.disentanglement.*Embeds"):
+        Disentanglement(**CB).on_fit_start(SimpleNamespace(datamodule=dm), NoEmbed())
+    # data without factors: only the covariance metric, with a warning; a model without a posterior too: error
+    digits = DigitsDataModule(size=32, batch_size=32)
+    cb = Disentanglement(**CB)
+    with pytest.warns(UserWarning, match="no known generative factors"):
+        cb.on_fit_start(SimpleNamespace(datamodule=digits), _tiny_vae())
+    assert cb._active == ("covariance",)
+    enc = ToyEncoder()
+    with pytest.warns(UserWarning, match="no known generative factors"), pytest.warns(UserWarning, match="no posterior"):
+        with pytest.raises(ConfigError, match="nothing to score"):
+            Disentanglement(**CB).on_fit_start(SimpleNamespace(datamodule=digits), enc)
+    with pytest.raises(ConfigError, match="num_train"):
+        Disentanglement(num_train=5, num_bins=20)
+
+
+# ------------------------------------------------------------------------ plots
+def test_latent_plots(tmp_path):
+    from scipy.stats import norm
+
+    from xgen.explain.latent_plots import (aggregate_gaussian, latent_plane, per_unit_kl, plot_aggregate_posterior,
+                                           plot_latent_plane, plot_mi_heatmap, plot_traversals)
+
+    g = latent_plane(5, eps=0.1)
+    np.testing.assert_allclose(g, norm.ppf([0.1, 0.3, 0.5, 0.7, 0.9]))
+    assert per_unit_kl(np.zeros((3, 2)), np.zeros((3, 2))) == pytest.approx([0, 0])
+    # KL(N(1, e^0) ‖ N(0, 1)) = 0.5; KL(N(0, e^2) ‖ N(0,1)) = 0.5 (e² − 1 − 2)
+    assert per_unit_kl(np.array([[1.0, 0.0]]), np.array([[0.0, 2.0]])) == pytest.approx([0.5, 0.5 * (math.e ** 2 - 3)])
+    rng = np.random.default_rng(0)
+    mu = rng.multivariate_normal([1, -1], [[1, 0.8], [0.8, 1]], 20000)
+    m, c, _ = aggregate_gaussian(mu, np.full(mu.shape, np.log(0.25)), torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(m, [1, -1], atol=0.03)
+    np.testing.assert_allclose(c, [[1.25, 0.8], [0.8, 1.25]], atol=0.05)  # Σ̃ = cov(μ) + E[Σᵢ]
+    stats = plot_aggregate_posterior({"β = 1": (mu, np.zeros_like(mu))}, tmp_path / "agg.png")
+    assert (tmp_path / "agg.png").stat().st_size > 5000 and stats["β = 1"][1].shape == (2, 2)
+
+    model = _tiny_vae(latent=3)
+    assert np.allclose(plot_latent_plane(model, tmp_path / "plane.png", n=6), latent_plane(6))
+    x = (torch.rand(20, 1, 32, 32) * 255).to(torch.uint8)
+    kl = plot_traversals(model, x, tmp_path / "trav.png", steps=5)
+    from xgen.metrics.disentanglement import posterior_of_model
+
+    np.testing.assert_allclose(kl, per_unit_kl(*posterior_of_model(model, x)))
+    val = plot_mi_heatmap(np.array([[1.0, 0.0], [0.5, 2.0]]), ["a", "b"], tmp_path / "mi.png", entropy=np.array([2.0, 2.0]))
+    np.testing.assert_allclose(val, [[0.5, 0.0], [0.25, 1.0]])
+    for f in ("plane.png", "trav.png", "mi.png"):
+        assert (tmp_path / f).stat().st_size > 3000
+    with pytest.raises(ConfigError, match="factor_names"):
+        plot_mi_heatmap(np.ones((2, 3)), ["a"], tmp_path / "bad.png")
