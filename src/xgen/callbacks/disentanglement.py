@@ -37,14 +37,16 @@ class Disentanglement(L.Callback):
         num_bins: histogram bins of MIG (20).
         pool_size: embed this many random images once and draw the β-VAE/FactorVAE batches from them
             (``null``: fresh images for every batch, the protocol, ~num_train·batch_size·2 images).
-        importance_model: DCI's per-factor predictor, ``forest`` (fast) or ``gbt`` (disentanglement_lib).
+        importance_model: DCI's per-factor predictor, ``forest`` (fast) or ``gbt`` (disentanglement_lib);
+            ``forest_trees`` trees of depth <= ``forest_depth`` for ``forest``.
         covariance_split, covariance_images: images of the data module's split the covariance metric uses.
         seed: seed of every draw, so successive evaluations see the same factors.
     """
 
     def __init__(self, every_n_epochs: int = 0, metrics: Sequence[str] = METRICS, num_train: int = 5000,
                  num_eval: int = 2000, batch_size: int = 64, num_bins: int = 20, num_variance: int = 5000,
-                 pool_size: int | None = 10_000, importance_model: str = "forest", covariance_split: str = "val",
+                 pool_size: int | None = 10_000, importance_model: str = "forest", forest_trees: int = 50,
+                 forest_depth: int = 10, covariance_split: str = "val",
                  covariance_images: int = 5000, seed: int = 0):
         check(int(every_n_epochs) >= 0, "callbacks.disentanglement.every_n_epochs", f"must be >= 0, got {every_n_epochs}")
         unknown = [m for m in metrics if m not in METRICS]
@@ -60,7 +62,8 @@ class Disentanglement(L.Callback):
         self.settings: dict[str, Any] = dict(num_train=int(num_train), num_eval=int(num_eval), batch_size=int(batch_size),
                                              num_bins=int(num_bins), num_variance=int(num_variance),
                                              pool_size=None if pool_size is None else int(pool_size),
-                                             importance_model=importance_model, covariance_split=covariance_split,
+                                             importance_model=importance_model, forest_trees=int(forest_trees),
+                                             forest_depth=int(forest_depth), covariance_split=covariance_split,
                                              covariance_images=int(covariance_images), seed=int(seed))
         self.history: list[dict[str, float]] = []
         self._active: tuple[str, ...] = self.metrics

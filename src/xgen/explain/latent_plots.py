@@ -19,7 +19,7 @@ from xgen.errors import ConfigError, check
 from xgen.metrics.disentanglement import posterior_of_model
 from xgen.protocols import Decodes, Encodes, Generative, require, value_range_of
 
-__all__ = ["aggregate_gaussian", "plot_aggregate_posterior", "plot_latent_plane", "latent_plane",
+__all__ = ["aggregate_gaussian", "plot_aggregate_posterior", "plot_latent_plane", "latent_plane", "disentanglement_figures",
            "per_unit_kl", "plot_traversals", "plot_mi_heatmap"]
 
 
@@ -145,9 +145,9 @@ def plot_latent_plane(model: Any, path: str | Path, dims: Sequence[int] = (0, 1)
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, extent=(0, n, 0, n), interpolation="nearest")
     ticks = np.arange(n) + 0.5
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{v:.1f}" for v in grid], fontsize=7, rotation=90)
+    ax.set_xticklabels([f"{round(v, 1) + 0.0:.1f}" for v in grid], fontsize=7, rotation=90)
     ax.set_yticks(ticks)
-    ax.set_yticklabels([f"{v:.1f}" for v in grid], fontsize=7)
+    ax.set_yticklabels([f"{round(v, 1) + 0.0:.1f}" for v in grid], fontsize=7)
     ax.set_xlabel(f"z{dims[0]} (inverse normal CDF of an even grid)")
     ax.set_ylabel(f"z{dims[1]}")
     ax.set_title(title or "Decoded latent plane (vae-thesis fig. 5.3)", fontsize=10)
@@ -222,3 +222,28 @@ def plot_mi_heatmap(mi: np.ndarray, factor_names: Sequence[str], path: str | Pat
     ax.set_title(title or "Mutual information between latent units and factors", fontsize=9)
     _save(fig, path)
     return val
+
+
+def disentanglement_figures(model: Any, datamodule: Any, out_dir: str | Path, prefix: str = "disent",
+                            num_images: int = 5000, num_bins: int = 20, seed: int = 0, title: str = "") -> dict[str, Path]:
+    """The per-model figures for a data module with factors (e.g. dSprites): KL-annotated traversals of
+    its first validation image, the MI heat map (normalised by factor entropy) on ``num_images`` random
+    factor draws, and the inverse-CDF plane over its two units of largest KL."""
+    from xgen.metrics.disentanglement import codes_of_model, discrete_factors, entropy, mutual_information_matrix
+
+    out = Path(out_dir)
+    x, _ = datamodule.split("val")
+    kl = plot_traversals(model, x[:num_images], out / f"{prefix}_traversals.png", title=title and f"{title}: traversals")
+    g = torch.Generator().manual_seed(seed)
+    f = np.asarray(datamodule.sample_factors(num_images, g))
+    c = codes_of_model(model, datamodule.images_from_factors(torch.from_numpy(f)))
+    names = list(datamodule.factor_names)
+    fd = discrete_factors(f, num_bins)
+    keep = [k for k in range(fd.shape[1]) if len(np.unique(fd[:, k])) > 1]
+    mi = mutual_information_matrix(c, fd[:, keep], num_bins)
+    h = np.array([entropy(fd[:, k]) for k in keep])
+    plot_mi_heatmap(mi, [names[k] for k in keep], out / f"{prefix}_mi.png", entropy=h,
+                    title=title and f"{title}: I(z_j; v_k) / H(v_k)")
+    top = [int(j) for j in np.argsort(-kl)[:2]]
+    plot_latent_plane(model, out / f"{prefix}_plane.png", dims=top, n=11, title=title and f"{title}: latent plane")
+    return {k: out / f"{prefix}_{k}.png" for k in ("traversals", "mi", "plane")}

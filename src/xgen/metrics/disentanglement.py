@@ -627,7 +627,8 @@ METRICS = ("mig", "beta_vae", "factor_vae", "dci", "covariance")
 
 def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] = METRICS, num_train: int = NUM_TRAIN,
                            num_eval: int = NUM_EVAL, batch_size: int = BATCH_SIZE, num_bins: int = NUM_BINS,
-                           num_variance: int = NUM_VARIANCE, importance_model: str = "gbt", pool_size: int | None = None,
+                           num_variance: int = NUM_VARIANCE, importance_model: str = "gbt", forest_trees: int = 50,
+                           forest_depth: int = 10, pool_size: int | None = None,
                            covariance_split: str = "test", covariance_images: int = 10_000,
                            seed: int = 0) -> dict[str, float]:
     """Every requested score of ``model`` on ``datamodule``'s factors, as flat floats for logging:
@@ -657,7 +658,8 @@ def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] =
                     out.update({f"mig_{k}": v for k, v in r.gaps.items()})
                 if "dci" in metrics:
                     d = dci(c[:num_train], f[:num_train], c[num_train:], f[num_train:], importance_model=importance_model,
-                            seed=seed, factor_names=names, num_bins=num_bins)
+                            forest_trees=forest_trees, forest_depth=forest_depth, seed=seed, factor_names=names,
+                            num_bins=num_bins)
                     out.update(dci_disentanglement=d.disentanglement, dci_completeness=d.completeness,
                                dci_informativeness=d.informativeness)
         if "beta_vae" in metrics:
