@@ -3,12 +3,13 @@
 from xgen.data.base import InMemoryDataModule, TensorBatches, to_value_range
 from xgen.data.celeba import CelebADataModule
 from xgen.data.digits import DigitsDataModule
+from xgen.data.dsprites import DSpritesDataModule, DSpritesRenderer
 from xgen.data.folder import FolderDataModule, ImageFiles
 from xgen.data.frey import FreyFacesDataModule
 from xgen.data.lfw import LFWDataModule
 from xgen.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from xgen.data.svhn import SVHNDataModule
 
-__all__ = ["InMemoryDataModule", "TensorBatches", "to_value_range", "DigitsDataModule",
+__all__ = ["InMemoryDataModule", "TensorBatches", "to_value_range", "DigitsDataModule", "DSpritesDataModule", "DSpritesRenderer",
            "FashionMNISTDataModule", "MNISTDataModule", "SVHNDataModule", "CelebADataModule",
            "FreyFacesDataModule", "LFWDataModule", "FolderDataModule", "ImageFiles"]
