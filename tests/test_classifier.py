@@ -88,9 +88,76 @@ def test_xgen_model_classifier_runs_with_the_default_callbacks(tmp_path):
     assert ev["test/acc"] == pytest.approx(summary["metrics"]["test/acc"], abs=1e-6)
 
 
+# Stated tolerances against the shipped weights when the retrain is not bit-for-bit (another CPU).
+# Measured (retrain on an AVX2 AMD EPYC, torch 2.14.1, 1 thread, vs the shipped digits file): test
+# accuracy equal (260/270 both), predictions agreeing on 270/270 test and 153/153 val images, max |Δ
+# softmax| 0.071, features 4.2% apart (relative norm), weights up to 8% apart (fc1, relative max).
+ACC_TOL, AGREE_MIN, PROB_TOL = 0.01, 0.98, 0.2
+
+
+def compare_with_shipped(path: Path, shipped: Path) -> dict:
+    """How a retrained weight file relates to the shipped one: ``identical`` (bitwise equal tensors),
+    and on the digits test and validation images the accuracy gap, prediction agreement and largest
+    softmax difference."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import train_classifiers as tc
+    finally:
+        sys.path.pop(0)
+    from xgen.data import DigitsDataModule
+    from xgen.metrics.features import build_extractor
+
+    out = {"identical": tc.same_weights(path, shipped), "acc_gap": 0.0, "agree": 1.0, "prob_diff": 0.0}
+    dm = DigitsDataModule()
+    for split in ("test", "val"):
+        x, y = dm.split(split)
+        a, b = (build_extractor("classifier", weights=p, arch="thesis").extract(x).logits for p in (path, shipped))
+        acc_a, acc_b = ((l.argmax(1) == y).float().mean().item() for l in (a, b))
+        out["acc_gap"] = max(out["acc_gap"], abs(acc_a - acc_b))
+        out["agree"] = min(out["agree"], (a.argmax(1) == b.argmax(1)).float().mean().item())
+        out["prob_diff"] = max(out["prob_diff"], (a.softmax(1) - b.softmax(1)).abs().max().item())
+    return out
+
+
+def within_tolerance(c: dict) -> bool:
+    return c["identical"] or (c["acc_gap"] <= ACC_TOL and c["agree"] >= AGREE_MIN and c["prob_diff"] <= PROB_TOL)
+
+
+def test_the_shipped_comparison_tells_identical_close_and_different_apart(tmp_path):
+    """The check the retraining test relies on: the shipped file is identical to itself; a copy nudged
+    by float noise of the size another CPU produces is not identical but within tolerance; a copy with
+    one layer scrambled is neither."""
+    shipped = REPO / "src" / "xgen" / "weights" / "classifier_thesis_digits.pt"
+    assert compare_with_shipped(shipped, shipped) == {"identical": True, "acc_gap": 0.0, "agree": 1.0,
+                                                      "prob_diff": 0.0}
+    ck = torch.load(shipped, weights_only=True)
+    g = torch.Generator().manual_seed(0)
+    near = {k: v + 0.01 * v.abs().max() * torch.randn(v.shape, generator=g) for k, v in ck["state_dict"].items()}
+    torch.save({**ck, "state_dict": near}, tmp_path / "near.pt")
+    c = compare_with_shipped(tmp_path / "near.pt", shipped)
+    assert not c["identical"] and within_tolerance(c), c
+    far = dict(ck["state_dict"])
+    far["fc2.weight"] = far["fc2.weight"][torch.randperm(10, generator=g)]  # classes swapped around
+    torch.save({**ck, "state_dict": far}, tmp_path / "far.pt")
+    c = compare_with_shipped(tmp_path / "far.pt", shipped)
+    assert not within_tolerance(c) and c["agree"] < 0.5, c
+
+
 @pytest.mark.slow
 def test_retraining_is_bit_for_bit(tmp_path):
-    """Two trainings with the shipped recipe (digits, fig. 4.8 net) give identical weight files' tensors."""
+    """What the shipped recipe (digits, fig. 4.8 net, seed 0, deterministic algorithms, 1 thread) guarantees:
+
+    * **Same machine**: two retrains are bit-for-bit identical (asserted).
+    * **Against the shipped file**: bit-for-bit only on a CPU whose kernels round like those of the
+      machine that wrote it. With the same torch version and one thread, torch still picks its SIMD
+      kernels by instruction set, and sums taken in another order round differently: one backward
+      pass of this net with ``ATEN_CPU_CAPABILITY=default`` instead of ``avx2`` changes 29,267 of its
+      60,883 gradient entries (by at most 9e-9; two threads instead of one change 152), and 20 epochs
+      amplify that. The weight file records torch version and threads, not the instruction set, so
+      the test accepts identical tensors or, failing that, the same classifier within the stated
+      tolerances (:data:`ACC_TOL`, :data:`AGREE_MIN`, :data:`PROB_TOL`) on the digits test and
+      validation images — what FID and the explainability tools read from it.
+    """
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         import train_classifiers as tc
@@ -100,4 +167,7 @@ def test_retraining_is_bit_for_bit(tmp_path):
     b = tc.train_one("digits", "thesis", tmp_path / "b", threads=1)
     assert tc.same_weights(a, b)
     shipped = REPO / "src" / "xgen" / "weights" / a.name
-    assert tc.same_weights(a, shipped), "the shipped digits weights are not what the script produces"
+    c = compare_with_shipped(a, shipped)
+    assert within_tolerance(c), f"the retrained digits classifier is not the shipped one: {c}"
+    recorded = torch.load(shipped, weights_only=True)
+    assert recorded["threads"] == 1

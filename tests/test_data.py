@@ -223,6 +223,20 @@ def test_factors_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match=r"factors .* expected int64 \(1527, 1\)"):
         Bad().split("train")
 
+    class OutOfRange(_Factored):
+        @property
+        def factor_sizes(self):
+            return [10, 100]  # the row factor goes up to 1,526
+
+    with pytest.raises(ValueError, match=r"factor values outside 0 .. size - 1 for factor_sizes \[10, 100\]"):
+        OutOfRange().split("train")
+
+    class Undelivered(DigitsDataModule):
+        factor_names = ["shape", "scale"]  # named, but load_split returns no factors
+
+    with pytest.raises(NotImplementedError, match=r"names factors \['shape', 'scale'\]"):
+        Undelivered().factors("test")
+
 
 @pytest.mark.parametrize("kw,key", [({"batch_size": 0}, "data.batch_size"), ({"val_size": -1}, "data.val_size"),
                                     ({"value_range": [1, 0]}, "data.value_range")])
@@ -231,20 +245,18 @@ def test_bad_data_config(kw, key):
         DigitsDataModule(**kw)
 
 
-class _BatchRange:
+def _BatchRange():
     """A Lightning callback recording the (min, max) of every training batch the model receives."""
+    import lightning as L
 
-    def __new__(cls):
-        import lightning as L
+    class Rec(L.Callback):
+        def __init__(self):
+            self.seen = []
 
-        class Rec(L.Callback):
-            def __init__(self):
-                self.seen = []
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.seen.append((float(batch[0].min()), float(batch[0].max())))
 
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                self.seen.append((float(batch[0].min()), float(batch[0].max())))
-
-        return Rec()
+    return Rec()
 
 
 def _fit_one_batch(model, dm, rec):

@@ -127,13 +127,6 @@ def test_infogan_with_gan_callbacks_and_fid_in_one_run(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ experiments
-def _expect(cfg, name: str, key: str, default=None):
-    node = cfg
-    for part in key.split("."):
-        node = node.get(part) if node is not None else None
-    return default if node is None else node
-
-
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_smoke_runs(name, tmp_path):
     """Each shipped experiment trains 2 batches on digits, validates, checkpoints, and the checkpoint

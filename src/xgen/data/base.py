@@ -197,6 +197,10 @@ class InMemoryDataModule(L.LightningDataModule):
                 raise ValueError(f"{type(self).__name__}.load_split('{split}') returned factors "
                                  f"{tuple(f.shape)} {f.dtype}; expected int64 ({x.shape[0]}, {k}) for "
                                  f"factor_names {self.factor_names} and factor_sizes {self.factor_sizes}")
+            sizes = torch.tensor(self.factor_sizes, dtype=torch.int64)
+            if x.shape[0] and (bool((f.min(0).values < 0).any()) or bool((f.max(0).values >= sizes).any())):
+                raise ValueError(f"{type(self).__name__}.load_split('{split}'): factor values outside "
+                                 f"0 .. size - 1 for factor_sizes {self.factor_sizes}")
         return x, y, f
 
     def _num_val(self, n_train: int) -> int:
@@ -241,8 +245,12 @@ class InMemoryDataModule(L.LightningDataModule):
         x, y = self.split(split)
         if split in self._factors:
             return self._factors[split]
-        if self._label_classes() is None:
+        names = self.factor_names
+        if names == []:
             return torch.zeros(x.shape[0], 0, dtype=torch.int64)
+        if names != ["label"]:
+            raise NotImplementedError(f"{type(self).__name__} names factors {names} but load_split did not "
+                                      "return them (a third element, int64 (N, K))")
         return y.to(torch.int64).view(-1, 1)
 
     def _label_classes(self) -> int | None:
