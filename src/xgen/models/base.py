@@ -141,10 +141,32 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", expec
     return model
 
 
+def agree_value_range(module: L.LightningModule) -> None:
+    """Called from a model's ``setup``: the data module hands out images in the model's ``value_range``.
+
+    A data module built without a range takes the model's (the model tells the data — the data never
+    asks the model); one built with a different range is refused, since training a tanh generator on
+    [0, 1] images (or a sigmoid decoder on [-1, 1]) silently learns the wrong thing."""
+    trainer = module._trainer  # the attached trainer, or None (module.trainer raises when detached)
+    dm = trainer.datamodule if trainer is not None else None
+    if dm is None or not hasattr(dm, "set_value_range"):  # a plain LightningDataModule: the user's business
+        return
+    want = tuple(float(v) for v in module.value_range)
+    if not dm.value_range_given:
+        dm.set_value_range(want)
+    elif tuple(float(v) for v in dm.value_range) != want:
+        raise ConfigError(f"data.value_range: the data module hands out images in {tuple(dm.value_range)} but "
+                          f"{type(module).__name__} reads and writes {want}. Fix: build the data module with "
+                          f"value_range={list(want)} (or leave it unset: the model's range is then used).")
+
+
 class StepModule(L.LightningModule):
     """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
     hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``; its class is
     recorded in checkpoints so :func:`load_model` can rebuild it."""
+
+    def setup(self, stage: str) -> None:
+        agree_value_range(self)
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         raise NotImplementedError

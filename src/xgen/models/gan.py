@@ -20,7 +20,7 @@ from torch import nn
 from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import adam, build_net, check_optim, plain, record_class
+from xgen.models.base import adam, agree_value_range, build_net, check_optim, plain, record_class
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
@@ -214,6 +214,9 @@ class GAN(L.LightningModule):
         record_class(self, checkpoint)
 
     # ------------------------------------------------------------------ DDP
+    def setup(self, stage: str) -> None:
+        agree_value_range(self)
+
     def on_train_start(self) -> None:
         """Under DDP, synchronise gradients here rather than in DDP's reducer: a GAN step has two
         backward passes, each using only some parameters, which the reducer (one backward per forward,
