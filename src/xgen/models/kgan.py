@@ -292,10 +292,14 @@ class KGAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         record_class(self, checkpoint)
-        checkpoint["kgan_partition_log"] = list(self.partition_log)
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.partition_log = list(checkpoint.get("kgan_partition_log", []))
+    def get_extra_state(self) -> dict[str, Any]:
+        """The partition's history travels in the state dict (plain containers: loadable with weights_only)."""
+        return {"partition_log": [dict(e) for e in self.partition_log]}
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, dict) and isinstance(state.get("partition_log"), list):
+            self.partition_log = [dict(e) for e in state["partition_log"] if isinstance(e, dict)]
 
     # ------------------------------------------------------------------ generation (Generative)
     def partition_sizes(self) -> torch.Tensor:
