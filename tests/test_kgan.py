@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from torch import nn
 
 from xgen.errors import ConfigError, DataError
 from xgen.models.kgan import (KGAN, ImageIndex, balanced_assignment, capacities, check_k, kmeans_partition,
@@ -151,15 +152,16 @@ def test_each_member_learns_only_from_its_own_images():
             assert changed == moved, (net, j)
 
 
-def test_partition_is_built_updated_logged_and_checkpointed(tmp_path):
+@pytest.mark.parametrize("update", ["generator", "critic"])
+def test_partition_is_built_updated_logged_and_checkpointed(tmp_path, update):
     from xgen.models import load_model
 
     dm = digits(n=60, batch_size=20)
     torch.manual_seed(0)
-    model = tiny(k=3, partition={"every_n_epochs": 1, "start_epoch": 1})
+    model = tiny(k=3, partition={"every_n_epochs": 1, "start_epoch": 1, "update": update, "samples_per_member": 50})
     t = trainer(max_epochs=2, default_root_dir=str(tmp_path))
     t.fit(model, datamodule=dm)
-    assert [(e["epoch"], e["how"]) for e in model.partition_log] == [(0, "kmeans"), (1, "critic")]
+    assert [(e["epoch"], e["how"]) for e in model.partition_log] == [(0, "kmeans"), (1, update)]
     assert all(e["sizes"] == [20, 20, 20] for e in model.partition_log)
     assert model.partition_sizes().tolist() == [20, 20, 20]
     # the critic update is what the rule says: balanced_assignment of the critics' scores at that time
@@ -171,6 +173,35 @@ def test_partition_is_built_updated_logged_and_checkpointed(tmp_path):
     model.eval()
     z = model.sample_latent(12, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(loaded.generate(z), model.generate(z))
+
+
+class Constant(nn.Module):
+    """A generator that draws one fixed image whatever its input."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, z):
+        return torch.full((z.shape[0], 1, 8, 8), self.value)
+
+
+def test_generator_update_sends_each_image_to_the_generator_that_draws_it():
+    """Three kinds of image (dark, grey, bright, with pixel noise) and three generators that each draw one
+    kind: the generator transport cost puts every image with its own generator, parts stay balanced."""
+    g = torch.Generator().manual_seed(0)
+    kind = torch.randperm(30, generator=g) % 3
+    levels = torch.tensor([30.0, 128.0, 225.0])
+    images = (levels[kind].view(-1, 1, 1, 1) + 12 * torch.randn(30, 1, 8, 8, generator=g)).clamp(0, 255).round()
+    images = images.to(torch.uint8)
+    model = tiny(k=3, partition={"samples_per_member": 20, "neighbours": 3})
+    order = [2, 0, 1]  # member j draws kind order[j]
+    model.generators = nn.ModuleList([Constant(float(levels[order[j]]) / 127.5 - 1) for j in range(3)])
+    costs = model.generator_costs(images)
+    assert costs.shape == (30, 3)
+    expected = torch.tensor([order.index(int(c)) for c in kind])
+    assert torch.equal(costs.argmin(1), expected)
+    assert torch.equal(model.generator_partition(images), expected)
 
 
 def test_generation_routes_each_latent_to_its_member():
