@@ -138,21 +138,27 @@ def partition_figure(runs, path: Path) -> dict:
     return hists
 
 
-def member_fid(m, dm, n: int, seed: int = 0) -> list[float]:
-    """FID of each member's samples against the test split (classifier features)."""
+def member_fid(m, dm, n: int, seed: int = 0) -> tuple[list[float], list[float]]:
+    """FID of each member's samples (classifier features) against the whole test split, and against the
+    training images of the member's own part (what it was asked to model)."""
     from xgen.metrics.features import build_extractor
-    from xgen.metrics.quality import cached_real_reference, score
+    from xgen.metrics.quality import cached_real_reference, real_reference, score
 
     ext = build_extractor("classifier", None, dm.name, "strong", torch.device("cpu"))
     images, _ = dm.split("test")
     ref = cached_real_reference(images, ext, f"{dm.name}-test")
-    out = []
+    train = dm.split("train")[0]
+    vs_test, vs_part = [], []
     for j in range(m.k):
         with torch.no_grad():
-            gen = torch.cat([m.generate_member(j, min(500, n - i), generator=torch.Generator().manual_seed(seed + 97 * j + i))
+            gen = torch.cat([m.generate_member(j, min(500, n - i),
+                                               generator=torch.Generator().manual_seed(seed + 97 * j + i))
                              for i in range(0, n, 500)])
-        out.append(score(ref, ext.extract(gen, m.value_range), gen.shape[1:], ("fid",))["fid"])
-    return out
+        ex = ext.extract(gen, m.value_range)
+        vs_test.append(score(ref, ex, gen.shape[1:], ("fid",))["fid"])
+        part = real_reference(train[m.assignment.cpu() == j], ext)
+        vs_part.append(score(part, ex, gen.shape[1:], ("fid",))["fid"])
+    return vs_test, vs_part
 
 
 def main(argv=None) -> int:
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
         stats[name] = {"k": m.k, "partition_sizes": m.partition_sizes().tolist(), "partition_log": m.partition_log,
                        "class_histogram": hists[name]}
         if args.num_samples:
-            stats[name]["member_fid"] = member_fid(m, dm, args.num_samples)
+            stats[name]["member_fid_vs_test"], stats[name]["member_fid_vs_own_part"] = member_fid(m, dm, args.num_samples)
     Path(f"{prefix}_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps({k: {kk: v for kk, v in s.items() if kk != "partition_log"} for k, s in stats.items()}, indent=1))
     return 0

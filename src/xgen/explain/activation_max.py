@@ -99,6 +99,19 @@ def layer_activation(net: nn.Module, layer: str, x: Tensor, unit: int | None = N
     return unit_mean(box["out"], unit)
 
 
+@torch.no_grad()
+def activation_scale(net: nn.Module, layer: str, image_shape: Sequence[int], unit: int | None = None,
+                     n: int = 16, seed: int = 0) -> float:
+    """The objective's natural spread: its standard deviation over ``n`` uniform-noise images in the
+    net's value range. The searches divide the activation by it, so that a regulariser weight means the
+    same for a layer whose activations are ~0.1 as for one whose logits are ~10."""
+    vr = value_range_of(net)
+    dev = next((p.device for p in net.parameters()), torch.device("cpu"))
+    x = vr[0] + (vr[1] - vr[0]) * torch.rand(n, *image_shape, generator=torch.Generator().manual_seed(seed))
+    s = float(layer_activation(net, layer, x.to(dev), unit).std())
+    return s if math.isfinite(s) and s > 1e-8 else 1.0
+
+
 def _frozen(net: nn.Module):
     """Eval mode, no parameter gradients (restored by the caller via the returned state)."""
     state = (net.training, [p.requires_grad for p in net.parameters()])
@@ -147,8 +160,8 @@ def total_variation(x: Tensor) -> Tensor:
 def maximize_pixels(net: nn.Module, layer: str, image_shape: Sequence[int], unit: int | None = None,
                     steps: int = 200, lr: float = 0.05, l2: float = 0.01, tv: float = 0.05, jitter: int = 1,
                     seed: int = 0, snapshots: int = 8, init_std: float = 0.05) -> ActMaxResult:
-    """Gradient ascent on the pixels: maximise activation − l2·Σ((x − mid)/range)² − tv·TV(x/range) (sums over
-    the pixels, so the weights are per image and compare with the activation's scale), with a random
+    """Gradient ascent on the pixels: maximise activation/s − l2·Σ((x − mid)/range)² − tv·TV(x/range), s the
+    activation's spread over noise images (:func:`activation_scale`), sums over the pixels, with a random
     shift of up to ``jitter`` pixels each step; pixels are clipped to the net's value range after each
     Adam step. Starts from mid-grey plus N(0, ``init_std``·range) noise."""
     if steps < 1:
@@ -161,6 +174,7 @@ def maximize_pixels(net: nn.Module, layer: str, image_shape: Sequence[int], unit
     x = (mid + init_std * span * torch.randn(1, *image_shape, generator=g)).clamp(*vr).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr * span)
     state = _frozen(net)
+    scale = activation_scale(net, layer, image_shape, unit, seed=seed)
     curve: list[float] = []
     snaps, snap_steps = [], []
     at = _snapshot_at(steps, snapshots)
@@ -176,7 +190,7 @@ def maximize_pixels(net: nn.Module, layer: str, image_shape: Sequence[int], unit
             dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g)) if jitter else (0, 0)
             xs = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
             act = layer_activation(net, layer, xs, unit).mean()
-            loss = -act + l2 * ((x - mid) / span).pow(2).sum() + tv * total_variation(x / span)
+            loss = -act / scale + l2 * ((x - mid) / span).pow(2).sum() + tv * total_variation(x / span)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -185,7 +199,7 @@ def maximize_pixels(net: nn.Module, layer: str, image_shape: Sequence[int], unit
     finally:
         _restore(net, state)
     return ActMaxResult("pixels", layer, unit, torch.stack(snaps), snap_steps, curve, _to_unit(x[0], vr),
-                        {"l2": l2, "tv": tv, "jitter": jitter, "lr": lr})
+                        {"l2": l2, "tv": tv, "jitter": jitter, "lr": lr, "scale": scale})
 
 
 # ----------------------------------------------------------------------------- (b) a generator as prior
@@ -196,7 +210,8 @@ def _to_range(x: Tensor, src: Sequence[float], dst: Sequence[float]) -> Tensor:
 def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = None, steps: int = 200,
                     lr: float = 0.05, latent_l2: float = 1e-3, seed: int = 0, snapshots: int = 8) -> ActMaxResult:
     """Gradient ascent on the latent z of a trained generator/decoder (``prior``: Generative + Decodes):
-    maximise activation(net(decode(z))) − latent_l2·‖z‖², z starting from one prior draw."""
+    maximise activation(net(decode(z)))/s − latent_l2·‖z‖² (s: :func:`activation_scale`), z starting from one
+    prior draw."""
     require(prior, Generative, "activation maximisation with a generator prior")
     require(prior, Decodes, "activation maximisation with a generator prior")
     if steps < 1:
@@ -206,6 +221,7 @@ def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = N
     z = prior.sample_latent(1, generator=torch.Generator().manual_seed(int(seed))).detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     state, pstate = _frozen(net), _frozen(prior)
+    scale = activation_scale(net, layer, tuple(prior.image_shape), unit, seed=seed)
     curve: list[float] = []
     snaps, snap_steps = [], []
     at = _snapshot_at(steps, snapshots)
@@ -220,7 +236,7 @@ def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = N
                 snap_steps.append(t)
             if t == steps:
                 break
-            loss = -act + latent_l2 * z.pow(2).sum()
+            loss = -act / scale + latent_l2 * z.pow(2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -335,8 +351,8 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
                            steps: int = 200, lr: float = 0.05, l2: float = 1e-3, seed: int = 0,
                            snapshots: int = 8) -> ActMaxResult:
     """Gradient ascent on the feature vector h fed to the thesis's prior: maximise
-    activation(net(prior(h))) − l2·‖(h − mean)/std‖², h kept inside the training features' per-dimension
-    [min, max]; h starts at mean + std·N(0, 1) (clipped)."""
+    activation(net(prior(h)))/s − l2·‖(h − mean)/std‖² (s: :func:`activation_scale`), h kept inside the
+    training features' per-dimension [min, max]; h starts at mean + std·N(0, 1) (clipped)."""
     if steps < 1:
         raise ConfigError(f"--steps: must be >= 1, got {steps}")
     resolve_module(net, layer)
@@ -346,6 +362,7 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
     u = ((h - prior.f_mean) / std).requires_grad_(True)  # optimise in standardised units
     opt = torch.optim.Adam([u], lr=lr)
     state, pstate = _frozen(net), _frozen(prior)
+    scale = activation_scale(net, layer, prior.image_shape, unit, seed=seed)
     curve: list[float] = []
     snaps, snap_steps = [], []
     at = _snapshot_at(steps, snapshots)
@@ -365,7 +382,7 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
                 snap_steps.append(t)
             if t == steps:
                 break
-            loss = -act + l2 * u.pow(2).sum()
+            loss = -act / scale + l2 * u.pow(2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
