@@ -169,6 +169,8 @@ def test_page_in_headless_chromium(runs, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
 
     db = tmp_path / "he.sqlite"
     store = Store(db)
@@ -191,7 +193,9 @@ def test_page_in_headless_chromium(runs, tmp_path):
             driver.find_element(By.ID, f"answer-{choice}").click()
             driver.find_element(By.ID, f"quality-{q}").click()
             driver.find_element(By.ID, f"interpretability-{t}").click()
+            form = driver.find_element(By.ID, "answer-form")
             driver.find_element(By.ID, "submit").click()
+            WebDriverWait(driver, 20).until(EC.staleness_of(form))  # the next page has loaded
             clicked.append((token, choice, q, t))
 
         driver.get(f"http://127.0.0.1:{served.port}/")
