@@ -223,3 +223,17 @@ def test_generation_routes_each_latent_to_its_member():
     drawn = model.members_of(model.sample_latent(400, generator=torch.Generator().manual_seed(0)))
     counts = torch.bincount(drawn, minlength=3)
     assert counts[1] == 0 and 70 < counts[0] < 130  # ~ 400·10/40 = 100
+
+
+def test_the_fid_sampler_reads_a_kgan_unchanged():
+    """xgen.metrics.quality.generate_images (the FID callback's and `xgen eval`'s sampler) draws a KGAN's
+    members through Generative alone: seeded, every member used, images in the value range."""
+    from xgen.metrics.quality import generate_images
+
+    model = tiny(k=3)
+    a = generate_images(model, 30, batch_size=8, seed=5)
+    b = generate_images(model, 30, batch_size=8, seed=5)
+    assert a.shape == (30, 1, 8, 8) and torch.equal(a, b) and model.training  # mode restored
+    g = torch.Generator().manual_seed(5)
+    members = torch.cat([model.members_of(model.sample_latent(min(8, 30 - i), generator=g)) for i in range(0, 30, 8)])
+    assert set(members.tolist()) == {0, 1, 2}

@@ -230,7 +230,7 @@ def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = N
             img = prior.decode(z)
             act = layer_activation(net, layer, _to_range(img, vr_prior, vr_net).to(
                 next((p.device for p in net.parameters()), img.device)), unit).mean()
-            curve.append(float(act))
+            curve.append(float(act.detach()))
             if t in at:
                 snaps.append(_to_unit(img[0], vr_prior))
                 snap_steps.append(t)
@@ -334,9 +334,9 @@ def train_feature_prior(net: nn.Module, feature_layer: str, images: Tensor, epoc
                 opt_g.zero_grad()
                 (adv_weight * adv + rec_weight * rec).backward()
                 opt_g.step()
-                sums["loss_d"] += float(loss_d)
-                sums["loss_adv"] += float(adv)
-                sums["loss_rec"] += float(rec)
+                sums["loss_d"] += float(loss_d.detach())
+                sums["loss_adv"] += float(adv.detach())
+                sums["loss_rec"] += float(rec.detach())
                 nb += 1
             history.append({k: v / max(1, nb) for k, v in sums.items()} | {"epoch": epoch})
             if log:
@@ -376,7 +376,7 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
         for t in range(steps + 1):
             img = image(u)
             act = layer_activation(net, layer, img, unit).mean()
-            curve.append(float(act))
+            curve.append(float(act.detach()))
             if t in at:
                 snaps.append(_to_unit(img[0], vr))
                 snap_steps.append(t)
