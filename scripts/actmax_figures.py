@@ -22,6 +22,55 @@ from pathlib import Path
 import torch
 
 
+def kgan_discriminator(args, prefix: Path) -> dict:
+    """Thesis fig. 10: member 0's discriminator, last conv layer, in pixel space and through the member's
+    own generator — the whole layer, and the channel that responds most to real test images."""
+    from xgen.data import to_value_range
+    from xgen.explain.activation_max import layer_activation, maximize_latent, maximize_pixels, save_figure
+    from xgen.models import load_model
+
+    m = load_model(Path(args.kgan) / "checkpoints" / "last.ckpt").eval()
+    d0 = m.discriminators[0]
+    d0.value_range = m.value_range  # the critic reads images in the generator's range
+    layer = "body.1"  # the last conv block (conv + LeakyReLU)
+    from xgen.evaluate import data_module
+
+    real = to_value_range(data_module(Path(args.kgan), None).split("test")[0][:500], m.value_range)
+    with torch.no_grad():
+        per_channel = torch.stack([layer_activation(d0, layer, real, unit=c).mean()
+                                   for c in range(d0.body[1][0].out_channels)])
+    channel = int(per_channel.argmax())
+
+    class Member(torch.nn.Module):
+        """Member 0's generator as a Generative + Decodes prior."""
+
+        def __init__(self):
+            super().__init__()
+            self.g, self.latent = m.generators[0], m.member_latent
+            self.value_range, self.image_shape = m.value_range, m.image_shape
+
+        def sample_latent(self, n, generator=None):
+            return self.latent.sample(n, generator=generator)
+
+        def decode(self, z):
+            return self.g(z)
+
+        def generate(self, n_or_z, generator=None):
+            return self.decode(self.sample_latent(n_or_z, generator) if isinstance(n_or_z, int) else n_or_z)
+
+    out = {"run": str(args.kgan), "layer": layer, "channel": channel}
+    for unit, suffix in ((None, ""), (channel, "_unit")):
+        r_pix = maximize_pixels(d0, layer, m.image_shape, unit=unit, steps=args.steps, seed=0)
+        r_gen = maximize_latent(d0, layer, Member(), unit=unit, steps=args.steps, seed=0)
+        what = "whole layer" if unit is None else f"channel {unit} (most active on real images)"
+        save_figure([r_pix, r_gen], f"{prefix}_kgan_d{suffix}.png",
+                    f"k-GAN (k=1) discriminator, last conv layer {layer}, {what}: pixels vs its generator as prior")
+        out["layer_mean" if unit is None else f"channel_{unit}"] = {
+            "pixels": [r_pix.activation[0], r_pix.activation[-1]],
+            "generator_prior": [r_gen.activation[0], r_gen.activation[-1]]}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prefix", default="docs/img/actmax")
@@ -30,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", type=int, default=10000, help="training images for the nearest-neighbour distance")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--kgan", default=None, help="a KGAN run directory for the discriminator figure")
+    ap.add_argument("--only-kgan", action="store_true", help="redo the discriminator figure only (keeps the other stats)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import matplotlib
@@ -44,6 +94,12 @@ def main(argv=None) -> int:
 
     prefix = Path(args.prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    if args.only_kgan:
+        stats = json.loads(Path(f"{prefix}_stats.json").read_text())
+        stats["kgan_d"] = kgan_discriminator(args, prefix)
+        Path(f"{prefix}_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+        print(json.dumps(stats["kgan_d"], indent=1))
+        return 0
     torch.manual_seed(0)
     net = ClassifierExtractor(dataset="fashion_mnist").net.eval()
     dm = FashionMNISTDataModule(seed=0)
@@ -115,36 +171,7 @@ def main(argv=None) -> int:
                 f"shipped Fashion-MNIST classifier, fc2[0] ({classes[0]}): progression and activation")
     # 3. a k-GAN discriminator (thesis fig. 10)
     if args.kgan:
-        from xgen.models import load_model
-
-        m = load_model(Path(args.kgan) / "checkpoints" / "last.ckpt").eval()
-        d0 = m.discriminators[0]
-        d0.value_range = m.value_range  # the critic reads images in the generator's range
-        layer = "body.1"  # the last conv block (conv + LeakyReLU)
-        r_pix = maximize_pixels(d0, layer, m.image_shape, steps=args.steps, seed=0)
-
-        class Member(torch.nn.Module):
-            """Member 0's generator as a Generative + Decodes prior."""
-
-            def __init__(self):
-                super().__init__()
-                self.g, self.latent, self.value_range, self.image_shape = m.generators[0], m.member_latent, m.value_range, m.image_shape
-
-            def sample_latent(self, n, generator=None):
-                return self.latent.sample(n, generator=generator)
-
-            def decode(self, z):
-                return self.g(z)
-
-            def generate(self, n_or_z, generator=None):
-                return self.decode(self.sample_latent(n_or_z, generator) if isinstance(n_or_z, int) else n_or_z)
-
-        r_gen = maximize_latent(d0, layer, Member(), steps=args.steps, seed=0)
-        save_figure([r_pix, r_gen], f"{prefix}_kgan_d.png",
-                    f"k-GAN member 0 discriminator, last conv layer ({layer}): pixels vs its own generator as prior")
-        stats["kgan_d"] = {"run": str(args.kgan), "layer": layer,
-                           "pixels": [r_pix.activation[0], r_pix.activation[-1]],
-                           "generator_prior": [r_gen.activation[0], r_gen.activation[-1]]}
+        stats["kgan_d"] = kgan_discriminator(args, prefix)
     stats["seconds"] = round(time.time() - t0, 1)
     Path(f"{prefix}_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps({k: v for k, v in stats["classes"].items() if k.startswith("mean") or k.startswith("prior_")

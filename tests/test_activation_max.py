@@ -123,19 +123,20 @@ def test_feature_prior_trains_and_its_search_rises(tmp_path):
 def test_prior_result_is_closer_to_the_data_on_the_fashion_classifier(fashion_available):
     """On the shipped Fashion-MNIST classifier, maximising each class logit (fc2, units 0-9) through the
     thesis's feature prior ends closer to real images than pixel-space maximisation. Measure: Euclidean
-    distance in the classifier's 128-d penultimate features (fc1) to the nearest of 5,000 training images."""
+    distance in the classifier's 128-d penultimate features (fc1) to the nearest of 5,000 training images
+    (docs/kgan.md: 14.3 against 33.6 with the full-size run, closer in 10 of 10 classes)."""
     from xgen.data import FashionMNISTDataModule
     from xgen.metrics.features import ClassifierExtractor
 
     torch.manual_seed(0)
     net = ClassifierExtractor(dataset="fashion_mnist").net.eval()
     train = FashionMNISTDataModule(seed=0).split("train")[0]
-    prior, _ = train_feature_prior(net, "body", train[:6000], epochs=2, batch_size=64)
-    ref = train[6000:11000].float() / 255
+    prior, _ = train_feature_prior(net, "body", train[:4000], epochs=2, batch_size=64)
+    ref = train[-5000:].float() / 255  # images the prior never saw
     pix, pri = [], []
     for c in range(10):
-        pix.append(maximize_pixels(net, "fc2", (1, 28, 28), unit=c, steps=150, seed=c).final)
-        pri.append(maximize_feature_prior(net, "fc2", prior, unit=c, steps=150, seed=c).final)
+        pix.append(maximize_pixels(net, "fc2", (1, 28, 28), unit=c, steps=100, seed=c).final)
+        pri.append(maximize_feature_prior(net, "fc2", prior, unit=c, steps=100, seed=c).final)
     d_pix, _ = nearest_feature_distance(torch.stack(pix), ref, net.features)
     d_pri, _ = nearest_feature_distance(torch.stack(pri), ref, net.features)
     assert float(d_pri.mean()) < float(d_pix.mean()), (d_pri, d_pix)
