@@ -293,3 +293,26 @@ def test_forged_answer_over_http_is_refused(runs, tmp_path):
         assert served.srv.server_address[0] == "127.0.0.1"
     finally:
         served.stop()
+
+
+def test_report_command_prints_and_writes_the_results(runs, tmp_path, capsys):
+    """`xgen human-eval RUN --report --json F`: the same numbers as the store, from the command line."""
+    import json
+
+    db = tmp_path / "r.sqlite"
+    store = Store(db)
+    keys = prepare(store, [str(runs[0])], 3)
+    sid = store.new_session()
+    truth = []
+    for ans in ("real", "real", "fake", "fake"):
+        tok = store.next_token(sid, keys)
+        store.record(sid, tok, ans, 2, 4)
+        truth.append(store.db.execute("SELECT kind FROM images JOIN issued ON issued.image = images.id "
+                                      "WHERE issued.token=?", (tok,)).fetchone()[0] == ans)
+    store.close()
+    out = tmp_path / "r.json"
+    assert main([str(runs[0]), "--db", str(db), "--report", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["answers"] == 4 and row["accuracy"] == pytest.approx(sum(truth) / 4)
+    assert row["ci95"] == pytest.approx(list(wilson_interval(sum(truth), 4)))
+    assert "gan_a" in capsys.readouterr().out
