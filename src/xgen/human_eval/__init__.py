@@ -37,7 +37,7 @@ def prepare(store: Store, run_dirs: list[str], n: int, seed: int = 0, data: str 
             store.add_run(ri.key, ri.name, ri.source, ri.real, ri.fake)
         keys.append(key)
     if len(set(keys)) != len(keys):
-        raise ConfigError("human-eval: the same run directory is given twice.")
+        raise ConfigError("runs: the same run directory is given twice.")
     return keys
 
 

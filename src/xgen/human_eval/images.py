@@ -83,17 +83,17 @@ def run_images(run_dir: str | Path, n: int, seed: int = 0, data: str | None = No
 
     p = Path(run_dir).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"human-eval: {p} is not a run directory (no such directory).")
+        raise ConfigError(f"{p}: not a run directory (no such directory).")
     if n < 1:
         raise ConfigError(f"--num-images: must be >= 1, got {n}")
     ckpt = p / "checkpoints" / "last.ckpt"
     grids = sorted((p / "samples").glob("*.png"), key=lambda f: (f.stat().st_mtime, f.name), reverse=True) \
         if (p / "samples").is_dir() else []
     if not ckpt.is_file() and not grids:
-        raise ConfigError(f"human-eval: {p} has neither checkpoints/last.ckpt nor PNG grids in samples/; "
+        raise ConfigError(f"{p}: has neither checkpoints/last.ckpt nor PNG grids in samples/; "
                           "pass the directory of a training run (xgen ... writes both), or train one first.")
     if data is None and not (p / "config.yaml").is_file():
-        raise ConfigError(f"human-eval: {p} has no config.yaml to find its data; pass --data (e.g. --data fashion_mnist).")
+        raise ConfigError(f"{p}: has no config.yaml to find its data; pass --data (e.g. --data fashion_mnist).")
     dm = data_module(p, data)
     real_all, _ = dm.split("test")
     image_shape = tuple(int(s) for s in real_all.shape[1:])
@@ -105,7 +105,7 @@ def run_images(run_dir: str | Path, n: int, seed: int = 0, data: str | None = No
             fake = to_uint8(model.generate(n, generator=torch.Generator(device=device).manual_seed(seed)),
                             model.value_range)
         if tuple(fake.shape[1:]) != image_shape:
-            raise ConfigError(f"human-eval: {p}: the model makes {tuple(fake.shape[1:])} images but its data is "
+            raise ConfigError(f"{p}: the model makes {tuple(fake.shape[1:])} images but its data is "
                               f"{image_shape}.")
         fakes = list(fake)
         source = f"checkpoint {ckpt} (seed {seed})"
