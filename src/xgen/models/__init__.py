@@ -1,4 +1,4 @@
-"""LightningModules: ``from xgen.models import VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, Classifier``.
+"""LightningModules: ``from xgen.models import VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, KGAN, Classifier``.
 
 What each model can do is declared by :mod:`xgen.protocols`; :func:`load_model` rebuilds any of them
 from a checkpoint through :data:`MODEL_REGISTRY`.
@@ -9,10 +9,11 @@ from xgen.models.base import MODEL_REGISTRY, load_model, register_model
 from xgen.models.classifier import Classifier
 from xgen.models.gan import DCGAN, GAN
 from xgen.models.infogan import InfoGAN
+from xgen.models.kgan import KGAN
 from xgen.models.vae import VAE, BetaVAE, InfoVAE
 
-for _cls in (VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, Classifier):
+for _cls in (VAE, BetaVAE, InfoVAE, GAN, DCGAN, InfoGAN, KGAN, Classifier):
     register_model(_cls)
 
-__all__ = ["VAE", "BetaVAE", "InfoVAE", "GAN", "DCGAN", "InfoGAN", "Classifier", "load_model", "register_model",
+__all__ = ["VAE", "BetaVAE", "InfoVAE", "GAN", "DCGAN", "InfoGAN", "KGAN", "Classifier", "load_model", "register_model",
            "MODEL_REGISTRY", "discriminator_loss", "generator_loss", "gradient_penalty", "info_terms"]

@@ -1,0 +1,318 @@
+"""xgen human-eval: the SQLite store, its refusals, and the page driven by a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from xgen.errors import ConfigError
+from xgen.human_eval import Store, main, prepare, wilson_interval
+from xgen.human_eval.store import AnswerRejected
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+N_PER_KIND = 6  # 6 generated + 6 real images per run
+
+
+def make_run(root: Path, name: str = "run", seed: int = 0) -> Path:
+    """A run directory as xgen writes it: config.yaml (digits data) + checkpoints/last.ckpt of a small GAN."""
+    from omegaconf import OmegaConf
+
+    from xgen.models import GAN
+
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(seed)
+    model = GAN(image_shape=(1, 28, 28), latent={"noise": 8},
+                generator={"_target_": "xgen.nets.gan.MLPGenerator", "hidden": [16]},
+                discriminator={"_target_": "xgen.nets.gan.MLPDiscriminator", "hidden": [16]})
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "xgen_class": "xgen.models.gan.GAN"}, run / "checkpoints" / "last.ckpt")
+    OmegaConf.save(OmegaConf.create({
+        "seed": 0, "model": {"_target_": "xgen.models.GAN"},
+        "data": {"_target_": "xgen.data.DigitsDataModule", "size": 28, "test_fraction": 0.15, "val_size": 0.1,
+                 "batch_size": 64, "seed": 0}}), run / "config.yaml")
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return [make_run(root, "gan_a", 0), make_run(root, "gan_b", 1)]
+
+
+def test_wilson_interval_known_values():
+    # Wilson (1927) 95% interval; reference values computed by hand / statsmodels' proportion_confint(method="wilson")
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.236593, abs=1e-5) and hi == pytest.approx(0.763407, abs=1e-5)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.277533, abs=1e-5)
+    lo, hi = wilson_interval(9, 10)
+    assert lo == pytest.approx(0.596, abs=1e-3) and hi == pytest.approx(0.98212, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_store_accepts_only_issued_tokens(runs, tmp_path):
+    store = Store(tmp_path / "he.sqlite")
+    keys = prepare(store, [str(runs[0])], N_PER_KIND)
+    assert store.image_count(keys) == 2 * N_PER_KIND
+    kinds = [r[0] for r in store.db.execute("SELECT kind FROM images ORDER BY id")]
+    assert kinds.count("real") == kinds.count("fake") == N_PER_KIND
+    a, b = store.new_session(), store.new_session()
+    tok = store.next_token(a, keys)
+    assert store.next_token(a, keys) == tok  # a reload shows the same image
+    image_ids = [r[0] for r in store.db.execute("SELECT id FROM images")]
+    with pytest.raises(AnswerRejected, match="no image was shown"):  # an image id as token: never shown
+        store.record(a, str(image_ids[0]), "real", 3, 3)
+    with pytest.raises(AnswerRejected, match="no image was shown"):
+        store.record(a, "forged-token", "fake", 3, 3)
+    with pytest.raises(AnswerRejected, match="another session"):
+        store.record(b, tok, "fake", 3, 3)
+    with pytest.raises(AnswerRejected, match="quality"):
+        store.record(a, tok, "fake", 7, 3)
+    with pytest.raises(AnswerRejected, match="'real' or 'fake'"):
+        store.record(a, tok, "maybe", 3, 3)
+    assert store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 0
+    store.record(a, tok, "fake", 4, 2)
+    with pytest.raises(AnswerRejected, match="already been answered"):
+        store.record(a, tok, "real", 4, 2)
+    assert store.image_for(tok, b) is None and store.image_for(tok, a)[:4] == b"\x89PNG"
+    # every image once per session, then none
+    seen = {store.db.execute("SELECT image FROM issued WHERE token=?", (tok,)).fetchone()[0]}
+    while (t := store.next_token(a, keys)) is not None:
+        seen.add(store.db.execute("SELECT image FROM issued WHERE token=?", (t,)).fetchone()[0])
+        store.record(a, t, "real", 3, 3)
+    assert seen == set(image_ids)
+    res = store.results(keys)[0]
+    # all answered "real" except the first ("fake"): accuracy = (#real + [first was fake]) / 12
+    first_kind = store.db.execute("SELECT kind FROM images JOIN answers ON answers.image = images.id "
+                                  "WHERE answers.token=?", (tok,)).fetchone()[0]
+    expected = (N_PER_KIND - (first_kind == "real") + (first_kind == "fake")) / (2 * N_PER_KIND)
+    assert res["answers"] == 2 * N_PER_KIND and res["accuracy"] == pytest.approx(expected)
+    store.close()
+
+
+def test_bad_run_directories(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    store = Store(tmp_path / "x.sqlite")
+    with pytest.raises(ConfigError, match="neither checkpoints/last.ckpt nor PNG grids in samples/"):
+        prepare(store, [str(empty)], 4)
+    with pytest.raises(ConfigError, match="no such directory"):
+        prepare(store, [str(tmp_path / "missing")], 4)
+    assert main([str(empty), "--db", str(tmp_path / "y.sqlite"), "--report"]) == 2
+    assert "neither checkpoints/last.ckpt" in capsys.readouterr().err
+
+
+def test_samples_grids_without_checkpoint(runs, tmp_path):
+    """A run with only samples/ grids: the tiles are cut out exactly (make_grid's 2-pixel padding)."""
+    from torchvision.utils import make_grid, save_image
+
+    run = tmp_path / "grid_run"
+    (run / "samples").mkdir(parents=True)
+    shutil.copy(runs[0] / "config.yaml", run / "config.yaml")
+    imgs = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    imgs = (imgs * 255).round() / 255
+    save_image(make_grid(imgs, nrow=4, padding=2, pad_value=1.0), run / "samples" / "samples_epoch000.png")
+    store = Store(tmp_path / "g.sqlite")
+    prepare(store, [str(run)], 10)
+    from PIL import Image
+    import io
+    import numpy as np
+
+    fakes = [bytes(r[0]) for r in store.db.execute("SELECT png FROM images WHERE kind='fake' ORDER BY idx")]
+    assert len(fakes) == 10  # the two empty slots of the last row are skipped
+    got = torch.stack([torch.from_numpy(np.asarray(Image.open(io.BytesIO(b)))) for b in fakes]).float() / 255
+    assert torch.allclose(got, imgs[:, 0], atol=1 / 255 + 1e-6)
+
+
+# ----------------------------------------------------------------------------- the browser test
+def _chromium_available() -> bool:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return False
+    return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
+
+
+class Served:
+    """The page in a background thread on a free port (what `xgen human-eval` runs in the foreground)."""
+
+    def __init__(self, db: Path, keys: list[str], port: int = 0):
+        from xgen.human_eval.server import make_server
+
+        self.store = Store(db)
+        self.srv = make_server(self.store, keys, "127.0.0.1", port)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.store.close()
+
+
+def test_page_in_headless_chromium(runs, tmp_path):
+    if not _chromium_available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium and chromium-driver and the selenium package")
+        pytest.skip("needs selenium (pip) and Debian's chromium + chromium-driver (apt)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    db = tmp_path / "he.sqlite"
+    store = Store(db)
+    keys = prepare(store, [str(r) for r in runs], N_PER_KIND)
+    store.close()
+    served = Served(db, keys)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,1100"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    clicked: list[tuple[str, str, int, int]] = []
+    try:
+        def answer(i: int) -> None:
+            token = driver.find_element(By.NAME, "token").get_attribute("value")
+            img = driver.find_element(By.ID, "item")
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 28
+            choice = "real" if i % 3 == 0 else "fake"
+            q, t = 1 + i % 5, 5 - i % 5
+            driver.find_element(By.ID, f"answer-{choice}").click()
+            driver.find_element(By.ID, f"quality-{q}").click()
+            driver.find_element(By.ID, f"interpretability-{t}").click()
+            form = driver.find_element(By.ID, "answer-form")
+            driver.find_element(By.ID, "submit").click()
+            WebDriverWait(driver, 20).until(EC.staleness_of(form))  # the next page has loaded
+            clicked.append((token, choice, q, t))
+
+        driver.get(f"http://127.0.0.1:{served.port}/")
+        for i in range(10):
+            assert driver.find_element(By.ID, "count").text == str(i + 1)
+            answer(i)
+        assert len({c[0] for c in clicked}) == 10  # ten different images shown
+
+        def check_db(expect: list[tuple[str, str, int, int]]) -> None:
+            con = sqlite3.connect(str(db))
+            rows = con.execute("SELECT answers.token, answers.answer, answers.quality, answers.interpretability, "
+                               "images.kind, images.run FROM answers JOIN images ON images.id = answers.image "
+                               "ORDER BY answers.id").fetchall()
+            con.close()
+            assert [r[:4] for r in rows] == expect
+            # the reported accuracy per run is what was clicked against the truth of the shown images
+            driver.get(f"http://127.0.0.1:{served.port}/results.json")
+            import json
+
+            rep = {r["path"]: r for r in json.loads(driver.find_element(By.TAG_NAME, "pre").text)}
+            for key in keys:
+                mine = [r for r in rows if r[5] == key]
+                assert rep[key]["answers"] == len(mine)
+                if mine:
+                    acc = sum(r[1] == r[4] for r in mine) / len(mine)
+                    assert rep[key]["accuracy"] == pytest.approx(acc)
+                    lo, hi = wilson_interval(sum(r[1] == r[4] for r in mine), len(mine))
+                    assert rep[key]["ci95"] == pytest.approx([lo, hi])
+                    fake = [r for r in mine if r[4] == "fake"]
+                    if fake:
+                        assert rep[key]["quality_fake"] == pytest.approx(sum(r[2] for r in fake) / len(fake))
+            assert sum(r["answers"] for r in rep.values()) == len(expect)
+
+        check_db(clicked)
+        # a forged answer from the same browser session: an image id that was never issued
+        con = sqlite3.connect(str(db))
+        some_image = con.execute("SELECT id FROM images").fetchone()[0]
+        con.close()
+        driver.get(f"http://127.0.0.1:{served.port}/")
+        status = driver.execute_script(
+            "const r = new XMLHttpRequest(); r.open('POST', '/answer', false);"
+            "r.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');"
+            f"r.send('token={some_image}&answer=real&quality=5&interpretability=5'); return [r.status, r.responseText];")
+        assert status[0] == 403 and "no image was shown" in status[1]
+        check_db(clicked)
+
+        # restart: a new server on the same database keeps every answer and the session
+        served.stop()
+        served = Served(db, keys)
+        driver.get(f"http://127.0.0.1:{served.port}/results")
+        assert driver.find_element(By.ID, "results").is_displayed()
+        check_db(clicked)
+        driver.get(f"http://127.0.0.1:{served.port}/")
+        assert driver.find_element(By.ID, "count").text == "11"  # the cookie's session survived the restart
+        answer(10)
+        check_db(clicked)
+        driver.get(f"http://127.0.0.1:{served.port}/")
+        if os.environ.get("XGEN_HUMAN_EVAL_SCREENSHOT"):
+            driver.save_screenshot(os.environ["XGEN_HUMAN_EVAL_SCREENSHOT"])
+    finally:
+        driver.quit()
+        served.stop()
+
+
+def test_forged_answer_over_http_is_refused(runs, tmp_path):
+    """Plain HTTP (no browser): a POST with no session or a made-up token stores nothing."""
+    db = tmp_path / "h.sqlite"
+    store = Store(db)
+    keys = prepare(store, [str(runs[0])], 3)
+    store.close()
+    served = Served(db, keys)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{served.port}/answer", method="POST",
+                                     data=b"token=1&answer=real&quality=3&interpretability=3")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req)
+        assert e.value.code == 403 and b"no evaluation session" in e.value.read()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{served.port}/img/1")
+        assert e.value.code == 404
+        page = urllib.request.urlopen(f"http://127.0.0.1:{served.port}/")
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+        assert "HttpOnly" in page.headers["Set-Cookie"] and "SameSite=Strict" in page.headers["Set-Cookie"]
+        token = re.search(r"name='token' value='([^']+)'", page.read().decode()).group(1)
+        forged = urllib.request.Request(f"http://127.0.0.1:{served.port}/answer", method="POST",
+                                        headers={"Cookie": cookie},
+                                        data=b"token=" + token[::-1].encode() + b"&answer=real&quality=3&interpretability=3")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(forged)
+        assert e.value.code == 403
+        ok = urllib.request.Request(f"http://127.0.0.1:{served.port}/answer", method="POST", headers={"Cookie": cookie},
+                                    data=f"token={token}&answer=real&quality=3&interpretability=3".encode())
+        assert urllib.request.urlopen(ok).status == 200  # 303 followed to the next image
+        assert served.store.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 1
+        assert served.srv.server_address[0] == "127.0.0.1"
+    finally:
+        served.stop()
+
+
+def test_report_command_prints_and_writes_the_results(runs, tmp_path, capsys):
+    """`xgen human-eval RUN --report --json F`: the same numbers as the store, from the command line."""
+    import json
+
+    db = tmp_path / "r.sqlite"
+    store = Store(db)
+    keys = prepare(store, [str(runs[0])], 3)
+    sid = store.new_session()
+    truth = []
+    for ans in ("real", "real", "fake", "fake"):
+        tok = store.next_token(sid, keys)
+        store.record(sid, tok, ans, 2, 4)
+        truth.append(store.db.execute("SELECT kind FROM images JOIN issued ON issued.image = images.id "
+                                      "WHERE issued.token=?", (tok,)).fetchone()[0] == ans)
+    store.close()
+    out = tmp_path / "r.json"
+    assert main([str(runs[0]), "--db", str(db), "--report", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["answers"] == 4 and row["accuracy"] == pytest.approx(sum(truth) / 4)
+    assert row["ci95"] == pytest.approx(list(wilson_interval(sum(truth), 4)))
+    assert "gan_a" in capsys.readouterr().out
