@@ -367,3 +367,22 @@ def test_latent_plots(tmp_path):
         assert (tmp_path / f).stat().st_size > 3000
     with pytest.raises(ConfigError, match="factor_names"):
         plot_mi_heatmap(np.ones((2, 3)), ["a"], tmp_path / "bad.png")
+
+
+def test_configs_compose_with_the_callback():
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    from xgen.callbacks import Disentanglement
+
+    with initialize_config_module(config_module="xgen.conf", version_base=None):
+        exp = compose(config_name="train", overrides=["experiment=dsprites_beta_vae"])
+        sweep = compose(config_name="train", overrides=["+sweep=vae_thesis_beta", "data=dsprites32", "model/net=mlp"])
+        frey = compose(config_name="train", overrides=["+sweep=vae_thesis_beta"])
+    assert exp.data._target_ == "xgen.data.DSpritesDataModule" and exp.data.resolution == 32
+    assert exp.model._target_ == "xgen.models.BetaVAE" and exp.model.beta == 4.0 and exp.model.latent_dim == 10
+    cb = instantiate(exp.callbacks.disentanglement)
+    assert isinstance(cb, Disentanglement) and cb.settings["num_train"] == 10_000 and cb.settings["pool_size"] == 10_000
+    assert sweep.data._target_ == "xgen.data.DSpritesDataModule"
+    assert "covariance" in sweep.callbacks.disentanglement.metrics and "mig" in sweep.callbacks.disentanglement.metrics
+    assert frey.data._target_ == "xgen.data.FreyFacesDataModule" and "disentanglement" in frey.callbacks

@@ -88,7 +88,7 @@ def plot_aggregate_posterior(panels: Mapping[str, tuple[np.ndarray, np.ndarray]]
     axes = axes[0]
     prior = rng.standard_normal((num_samples, 2))
     axes[0].scatter(prior[:, 0], prior[:, 1], s=1, alpha=0.3, color="tab:blue")
-    axes[0].set_title("prior P(z) = N(0, I)", fontsize=9)
+    axes[0].set_title("prior P(z) = N(0, I)\nμ = (0, 0), tr Σ = 2", fontsize=8)
     stats = {}
     for ax, (title, (mu, lv)) in zip(axes[1:], panels.items()):
         mu, lv = np.asarray(mu), np.asarray(lv)
@@ -97,7 +97,7 @@ def plot_aggregate_posterior(panels: Mapping[str, tuple[np.ndarray, np.ndarray]]
         m, c, _ = aggregate_gaussian(mu[:, list(dims)], lv[:, list(dims)], g)
         s = rng.multivariate_normal(m, c, num_samples)
         ax.scatter(s[:, 0], s[:, 1], s=1, alpha=0.3, color="tab:orange")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(f"{title}\nμ̃ = ({m[0]:.1f}, {m[1]:.1f}), tr Σ̃ = {np.trace(c):.3g}", fontsize=8)
         stats[title] = (m, c)
     for ax in axes:
         ax.set_xlim(-lim, lim)
