@@ -237,3 +237,23 @@ def test_real_vs_real_defaults_to_5_subsets_and_writes_under_outputs_eval(tmp_pa
     assert main(["--noise", "--data", "digits", "--metrics", "fid", "--num-samples", "80", "--arch", "thesis",
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "x" / "noise.json")]) == 0
     assert json.loads((tmp_path / "x" / "noise.json").read_text())["model"] == "uniform noise"
+
+
+def test_xgen_eval_scores_disentanglement_on_data_with_factors(tmp_path, capsys):
+    """A VAE trained a few steps on dSprites 32x32: `xgen eval` adds MIG, the β-VAE/FactorVAE metrics,
+    DCI and the covariance metric (auto: the model embeds and the data has 5 factors); off skips them."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "xgen", "data=dsprites32", "data.num_train=1000", "data.num_val=100",
+           "data.num_test=300", "model=vae", "model/net=mlp", "model.latent_dim=4", "trainer.max_epochs=1",
+           "test=false", "callbacks.sample_grids=null", f"hydra.run.dir={run}"]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
+    args = [str(run), "--metrics", "", "--iw-samples", "0", "--disent-train", "600", "--disent-eval", "300",
+            "--dci-model", "forest", "--out", str(tmp_path / "e.json")]
+    assert main(args) == 0
+    row = json.loads((tmp_path / "e.json").read_text())  # one row: one object
+    for k in ("test/mig", "test/beta_vae_score", "test/factor_vae_score", "test/dci_disentanglement",
+              "test/dci_informativeness", "test/covariance_metric"):
+        assert k in row and math.isfinite(row[k]), k
+    assert 0 <= row["test/mig"] <= 1 and 0 <= row["test/beta_vae_score"] <= 1
+    assert main([*args[:-1], str(tmp_path / "off.json"), "--disentanglement", "off"]) == 0
+    assert "test/mig" not in json.loads((tmp_path / "off.json").read_text())

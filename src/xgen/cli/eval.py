@@ -101,6 +101,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     ap.add_argument("--cache-dir", default=None, help="real-statistics cache (default $XGEN_CACHE/fid or ~/.cache/xgen/fid)")
+    ap.add_argument("--disentanglement", default="auto", choices=("auto", "on", "off"),
+                    help="MIG, β-VAE/FactorVAE metrics, DCI, covariance metric of a model that embeds (VAEs, "
+                         "InfoGAN) on data with known factors (data=dsprites); auto: when both hold")
+    ap.add_argument("--disent-train", type=int, default=10000,
+                    help="disentanglement: training points (disentanglement_lib: 10000)")
+    ap.add_argument("--disent-eval", type=int, default=5000,
+                    help="disentanglement: evaluation points (disentanglement_lib: 5000)")
+    ap.add_argument("--dci-model", default="gbt", choices=("gbt", "forest"),
+                    help="DCI importance model: gbt (disentanglement_lib's; slow on CPU) or forest")
     ap.add_argument("--out", default=None, help="write all rows to this eval.json instead (see above for the default)")
     return ap
 
@@ -117,10 +126,23 @@ def default_out_dir() -> Path:
     return output_root() / "eval" / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def _wants_disentanglement(mode: str, model: Any, dm: Any) -> bool:
+    """``on``: always (a model without ``embed`` or data without factors is then a clear error);
+    ``auto``: when the model :class:`~xgen.protocols.Embeds` and the data has two or more known factors."""
+    from xgen.protocols import Embeds
+
+    if mode == "off":
+        return False
+    if mode == "on":
+        return True
+    return isinstance(model, Embeds) and len(dm.factor_names) >= 2
+
+
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
     """Evaluate what ``args`` names; write eval.json file(s); return the rows and the files written."""
     import torch
 
+    from xgen.metrics.disentanglement import disentanglement_scores
     from xgen.metrics.evaluation import evaluate_model, noise_baseline, real_vs_real
     from xgen.metrics.features import build_extractor
     from xgen.metrics.quality import check_metrics
@@ -162,8 +184,13 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
         for ckpt, rd in found:
             model = load_model(str(ckpt), map_location=device)
             dm = data_module(rd, args.data)
-            res = evaluate_model(model, dm, extractor_for(dm), args.split, args.num_samples,
+            res = evaluate_model(model, dm, extractor_for(dm) if metrics else None, args.split, args.num_samples,
                                  iw_samples=args.iw_samples, iw_images=args.iw_images, **common)
+            if _wants_disentanglement(args.disentanglement, model, dm):
+                scores = disentanglement_scores(model, dm, num_train=args.disent_train, num_eval=args.disent_eval,
+                                                importance_model=args.dci_model, covariance_split=args.split,
+                                                seed=args.seed)
+                res.update({f"{args.split}/{k}": v for k, v in scores.items()})
             rows.append({"name": row_name(rd, ckpt, res["model"], res["data"]), "checkpoint": str(ckpt), **res})
             owner.append(multirun or (rd.path if rd is not None else None))
     written: list[Path] = []

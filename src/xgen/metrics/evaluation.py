@@ -79,7 +79,7 @@ def evaluate_model(model: torch.nn.Module, dm, extractor, split: str = "test", n
     images, labels = dm.split(split)
     out: dict[str, Any] = {"model": type(model).__name__, "data": dm.name, "split": split}
     t0 = time.perf_counter()
-    if isinstance(model, Generative):
+    if isinstance(model, Generative) and metrics:  # --metrics "" skips sample quality (e.g. no extractor for the data)
         ref = cached_real_reference(images, extractor, f"{dm.name}-{split}", cache_dir, batch_size=batch_size)
         gen = generate_images(model, num_samples, batch_size, seed)
         ex = extractor.extract(gen, model.value_range, batch_size)
