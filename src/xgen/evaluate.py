@@ -54,12 +54,13 @@ def find_runs(path: str | Path) -> list[tuple[Path, Path | None]]:
 def data_module(run_dir: Path | None, data: str | None):
     """The run's data module (from its config.yaml), or the named data config (``--data``)."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+
+    from xgen.safety import run_data_config
 
     if data is None and run_dir is not None:
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        if "data" in cfg:
-            return instantiate(cfg.data)
+        cfg_data = run_data_config(run_dir / "config.yaml")  # [harden] allow-listed data module only
+        if cfg_data is not None:
+            return instantiate(cfg_data)
     if data is None:
         raise ConfigError("--data: this checkpoint has no config.yaml beside it; name the data config "
                           "(e.g. --data fashion_mnist).")
