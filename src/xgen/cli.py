@@ -68,6 +68,7 @@ def _train_app():
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from xgen.signals import Interrupted
         from xgen.train import run_job
 
         _route_lightning_logs_to_hydra()
@@ -81,6 +82,10 @@ def _train_app():
             if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
                 raise
             raise SystemExit(2) from None
+        except Interrupted as e:  # [harden] a signal: state saved, summary says interrupted; stop the sweep
+            print(f"xgen: {e}. Continue with: xgen hydra.run.dir={hc.runtime.output_dir} ckpt_path=last",
+                  file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
         return summary["metrics"].get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
 
     return run
@@ -99,9 +104,15 @@ def main(argv: list[str] | None = None) -> None:
         import importlib
 
         module, func = SUBCOMMANDS[argv[0]].split(":")
+        from xgen.safety import load_plugins
+
+        load_plugins()
         sys.argv = [f"xgen {argv[0]}", *argv[1:]]
         raise SystemExit(getattr(importlib.import_module(module), func)(argv[1:]))
     sys.argv = [sys.argv[0], *argv]
+    from xgen.safety import load_plugins  # [harden] $XGEN_PLUGINS: modules that register user classes
+
+    load_plugins()
     _register_resolvers()
     _train_app()()
 

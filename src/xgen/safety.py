@@ -254,3 +254,17 @@ def run_data_config(file: str | Path) -> Any:
         return None
     check_config_targets(data, file, "data", "data")
     return data
+
+
+def load_plugins(env: str = "XGEN_PLUGINS") -> list[str]:
+    """Import the modules named in ``$XGEN_PLUGINS`` (comma-separated): the place where a user's code
+    calls :func:`allow_target` / ``register_model`` before xgen reads any file."""
+    import os
+
+    names = [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]
+    for n in names:
+        try:
+            importlib.import_module(n)
+        except ImportError as e:
+            raise ConfigError(f"${env}: cannot import plugin module {n!r} ({e})") from None
+    return names

@@ -123,15 +123,33 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
     directory (multirun re-launch), else train; a failure is recorded in summary.json, then raised."""
     import traceback
 
+    from xgen import resume  # [harden] resuming uses the run's own config; interrupted jobs continue
+
     run_dir = Path(run_dir)
     overrides = list(overrides or [])
     previous = read_summary(run_dir)
+    if (multirun and previous and previous.get("status") == "interrupted" and not cfg.get("ckpt_path")
+            and previous.get("overrides") == overrides and (run_dir / "checkpoints" / "last.ckpt").is_file()):
+        from omegaconf import open_dict
+
+        log.info("continuing %s from its last.ckpt (interrupted earlier)", run_dir)
+        with open_dict(cfg):
+            cfg.ckpt_path = "last"
+    cfg = resume.resume_config(cfg, overrides, run_dir)
     if (multirun and cfg.get("skip_completed", True) and previous and previous.get("status") == "completed"
             and previous.get("overrides") == overrides):
         log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
         return {**previous, "skipped": True}
+    from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
+
     try:
         return train(cfg, run_dir, overrides=overrides)
+    except Interrupted as e:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(run_dir, {"status": "interrupted", "error": str(e), "signal": e.signum,
+                                "checkpoint": e.checkpoint, "global_step": e.step, "overrides": overrides,
+                                "metrics": {}, "run_dir": str(run_dir)})
+        raise
     except Exception as e:
         run_dir.mkdir(parents=True, exist_ok=True)
         status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
@@ -144,17 +162,24 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
 def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train as configured and return the final metrics (also written to ``summary.json``)."""
     run_dir = Path(run_dir or cfg.paths.output_dir)
+    if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
+        from xgen.resume import check_checkpoint_matches
+
+        check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.matmul_precision))
-    datamodule, model, trainer, ckpt = build(cfg, run_dir)
-    try:
-        return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
-    finally:
-        finish_wandb()
+    from xgen.signals import SignalWatch  # [harden] SIGTERM/SIGINT/SIGUSR1: checkpoint, then stop
+
+    with SignalWatch():
+        datamodule, model, trainer, ckpt = build(cfg, run_dir)
+        try:
+            return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
+        finally:
+            finish_wandb()
 
 
 def finish_wandb() -> None:
@@ -172,8 +197,15 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
         # the same seed on every rank would make all ranks draw the same latent noise each step (the
         # model's initial weights are broadcast from rank 0 by DDP anyway): offset it by the rank
         L.seed_everything(int(cfg.seed) + 1000 * trainer.global_rank, workers=True, verbose=False)
+    from xgen import resume, signals  # [harden] RNG states in checkpoints; stop on signals
+
+    resume.attach(trainer)
+    signals.attach(trainer, run_dir)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    watch = signals.active()
+    if watch is not None and watch.signum is not None:  # a signal during the last validation
+        watch.raise_if_signalled(signals.save_last(trainer, run_dir), trainer.global_step)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if v.numel() == 1 and not k.endswith("_step")}
     if cfg.get("test") and not trainer.interrupted:
