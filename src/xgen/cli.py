@@ -81,6 +81,9 @@ def _train_app():
             print(f"xgen: error: {e}", file=sys.stderr)
             if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
                 raise
+            from xgen.validate import remove_unstarted_run_dir  # [harden] a run that never started leaves no dir
+
+            remove_unstarted_run_dir(hc.runtime.output_dir)
             raise SystemExit(2) from None
         except Interrupted as e:  # [harden] a signal: state saved, summary says interrupted; stop the sweep
             print(f"xgen: {e}. Continue with: xgen hydra.run.dir={hc.runtime.output_dir} ckpt_path=last",

@@ -151,6 +151,8 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
                                 "metrics": {}, "run_dir": str(run_dir)})
         raise
     except Exception as e:
+        if isinstance(e, XgenError) and not multirun and not (run_dir / "config.yaml").is_file():
+            raise  # [harden] refused before it started: no summary (the command removes the empty run dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
         write_summary(run_dir, {"status": status, "error": f"{type(e).__name__}: {e}",
