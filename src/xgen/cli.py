@@ -33,6 +33,10 @@ def _register_resolvers() -> None:
 
     from xgen.utils.resources import concurrent_jobs
 
+    if not OmegaConf.has_resolver("xgen.uid"):  # [harden] run dirs unique even within one second
+        from xgen.validate import launch_uid
+
+        OmegaConf.register_new_resolver("xgen.uid", launch_uid, use_cache=True)
     if not OmegaConf.has_resolver("xgen.concurrent_jobs"):
         OmegaConf.register_new_resolver("xgen.concurrent_jobs", lambda per_gpu: concurrent_jobs(int(per_gpu)))
 

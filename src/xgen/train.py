@@ -128,6 +128,10 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
     run_dir = Path(run_dir)
     overrides = list(overrides or [])
     previous = read_summary(run_dir)
+    if (multirun and cfg.get("skip_completed", True) and previous and previous.get("status") == "completed"
+            and previous.get("overrides") == overrides):
+        log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
+        return {**previous, "skipped": True}
     if (multirun and previous and previous.get("status") == "interrupted" and not cfg.get("ckpt_path")
             and previous.get("overrides") == overrides and (run_dir / "checkpoints" / "last.ckpt").is_file()):
         from omegaconf import open_dict
@@ -136,10 +140,9 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
         with open_dict(cfg):
             cfg.ckpt_path = "last"
     cfg = resume.resume_config(cfg, overrides, run_dir)
-    if (multirun and cfg.get("skip_completed", True) and previous and previous.get("status") == "completed"
-            and previous.get("overrides") == overrides):
-        log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
-        return {**previous, "skipped": True}
+    from xgen.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
+
+    check_fresh_run_dir(cfg, run_dir, multirun)
     from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
 
     try:
@@ -201,6 +204,9 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
         L.seed_everything(int(cfg.seed) + 1000 * trainer.global_rank, workers=True, verbose=False)
     from xgen import resume, signals  # [harden] RNG states in checkpoints; stop on signals
 
+    from xgen.callbacks import finite_guard
+
+    finite_guard.attach(trainer)  # NaN/inf ends the run as failed, naming the step and the last good ckpt
     resume.attach(trainer)
     signals.attach(trainer, run_dir)
     start = time.perf_counter()

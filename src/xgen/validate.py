@@ -25,3 +25,342 @@ def remove_unstarted_run_dir(run_dir: str | Path) -> bool:
             h.close()
     shutil.rmtree(d, ignore_errors=True)
     return not d.exists()
+
+
+def launch_uid() -> str:
+    """A short id unique to this launch (process id + random bits): the suffix of run directories,
+    so launches in the same second, or the tasks of a SLURM array, never share a directory."""
+    import os
+    import secrets
+
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return (f"{task}-" if task else "") + f"{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
+
+
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "checkpoints")
+
+
+def check_fresh_run_dir(cfg, run_dir: str | Path, multirun: bool) -> None:
+    """A fresh run (no ``ckpt_path``) never writes into another run's files: a single run into a
+    directory that already holds one is refused; a multirun job re-run after a failure first moves the
+    previous attempt's files to ``attempt-<k>/``."""
+    from xgen.errors import ConfigError
+
+    d = Path(run_dir)
+    if cfg.get("ckpt_path") or not d.is_dir():
+        return
+    present = [n for n in RUN_FILES if (d / n).exists()]
+    if not present:
+        return
+    if not multirun:
+        raise ConfigError(f"hydra.run.dir={d}: already holds a run ({', '.join(present)}); a new run would mix its "
+                          "files with that one's. Continue it with ckpt_path=last, or choose another hydra.run.dir.")
+    k = 1
+    while (d / f"attempt-{k}").exists():
+        k += 1
+    dest = d / f"attempt-{k}"
+    dest.mkdir()
+    for n in (*RUN_FILES, "samples", "hparams.yaml", "eval.json"):
+        if (d / n).exists():
+            shutil.move(str(d / n), str(dest / n))
+    log.info("moved the previous attempt's files of %s to %s", d, dest)
+
+
+# ----------------------------------------------------------------------------- validate(cfg)
+import math  # noqa: E402
+import typing  # noqa: E402
+from typing import Any, Mapping  # noqa: E402
+
+from xgen.errors import ConfigError  # noqa: E402
+
+_TRAINER_CHOICES = {
+    "accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "precision": ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+                  "transformer-engine", "transformer-engine-float16", 64, 32, 16, None),
+    "gradient_clip_algorithm": ("norm", "value", None),
+}
+_POSITIVE_TRAINER = ("max_epochs", "log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes",
+                     "min_epochs")
+# callback arguments that must be >= 1 (their constructors accept 0 silently)
+_POSITIVE = {"SampleGrids": ("nrow", "every_n_epochs", "num_samples", "traversal_steps"),
+             "FID": ("every_n_epochs", "num_samples", "num_samples_final", "batch_size", "max_real_features",
+                     "kid_subsets", "kid_subset_size"),
+             "MutualInformation": ("num_samples", "probe_every_n_steps"),
+             "CollapseGuard": ("patience", "check_every_n_steps"),
+             "RichProgressBar": ("refresh_rate",), "TQDMProgressBar": ("refresh_rate",)}
+_TOP = {"seed": (int, type(None)), "test": (bool,), "skip_completed": (bool,), "jobs_per_gpu": (int,),
+        "matmul_precision": (str, type(None)), "optimized_metric": (str, type(None)), "sweep_name": (str, type(None)),
+        "task_name": (str,), "ckpt_path": (str, type(None))}
+
+
+def _tname(ann: Any) -> str:
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
+def fits(value: Any, ann: Any) -> bool:
+    """Whether a config value can be passed where ``ann`` is declared (plain containers only)."""
+    if ann is Any or ann is inspect_empty or isinstance(ann, (str, typing.TypeVar)):
+        return True
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        return any(fits(value, a) for a in args)
+    import types as _types
+
+    if isinstance(ann, _types.UnionType):
+        return any(fits(value, a) for a in typing.get_args(ann))
+    if origin is typing.Literal:
+        return value in args or str(value) in [str(a) for a in args]
+    if ann is type(None):
+        return value is None
+    if ann is bool:
+        return isinstance(value, bool)
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ann is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ann is str:
+        return isinstance(value, str)
+    import collections.abc as cabc
+
+    seq = (list, tuple, cabc.Sequence, cabc.Iterable, typing.Sequence)
+    if ann in (list, tuple) or origin in (list, tuple, cabc.Sequence, cabc.Iterable):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [a for a in args if a is not Ellipsis]
+        return not inner or all(any(fits(v, a) for a in inner) for v in value)
+    if ann in (dict,) or origin in (dict, cabc.Mapping):
+        return isinstance(value, dict)
+    if ann in seq:
+        return isinstance(value, (list, tuple))
+    return True  # classes, callables, paths...: a config cannot be checked further here
+
+
+import inspect as _inspect  # noqa: E402
+
+inspect_empty = _inspect.Parameter.empty
+
+
+def check_against_signature(section: Mapping, cls: type, key: str, injected: tuple[str, ...] = ()) -> None:
+    """Every key of ``section`` must be a parameter of ``cls`` (unless it takes ``**kwargs``) and its
+    value must fit the parameter's annotation; ConfigError names ``key.<param>`` otherwise."""
+    try:
+        sig = _inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:
+        hints = {}
+    params = {n: p for n, p in sig.parameters.items() if n != "self"}
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for k, v in section.items():
+        if not isinstance(k, str) or (k.startswith("_") and k.endswith("_")):
+            continue
+        if k in injected:
+            continue
+        if k not in params:
+            if var_kw:
+                continue
+            choices = ", ".join(n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+            raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}; valid keys: {choices}")
+        ann = hints.get(k, params[k].annotation)
+        if isinstance(v, dict) and "_target_" in v:
+            continue  # a nested config (network): checked where it is built
+        if not fits(v, ann):
+            raise ConfigError(f"{key}.{k}: expected {_tname(ann)}, got {v!r} ({type(v).__name__})")
+
+
+def _walk_finite(node: Any, key: str) -> None:
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key}: must be a finite number, got {node}")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _walk_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _walk_finite(v, f"{key}[{i}]")
+
+
+def _cls(target: Any, kind: str, key: str) -> type:
+    from xgen.models.base import MODEL_REGISTRY
+    from xgen.safety import _locate, target_allowed
+
+    if kind == "model" and str(target) in MODEL_REGISTRY:
+        return MODEL_REGISTRY[str(target)]
+    why = target_allowed(target, kind)
+    if why is not None:
+        raise ConfigError(f"{key}._target_: {why}")
+    return _locate(str(target))
+
+
+def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
+    """Check every key of a composed training config without reading any data or writing anything:
+    types against the constructors' signatures, allow-listed targets, finite numbers, the trainer's
+    and callbacks' ranges, then build the data module and model (their constructors check values).
+    Raises ConfigError naming the key and the fix."""
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from xgen.train import instantiate
+
+    if isinstance(cfg, DictConfig):
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            if "paths" in cfg and run_dir is not None:
+                cfg.paths.output_dir = str(run_dir)
+        try:
+            c = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # an interpolation that cannot be resolved
+            raise ConfigError(f"{getattr(e, 'full_key', None) or 'config'}: {str(e).splitlines()[0]}") from None
+    else:
+        c = dict(cfg)
+    c.pop("hydra", None)
+    _walk_finite(c, "")
+    for k, types in _TOP.items():
+        if k in c and not isinstance(c[k], types) or (k in c and isinstance(c[k], bool) and bool not in types):
+            raise ConfigError(f"{k}: expected {' or '.join(_tname(t) for t in types)}, got {c[k]!r}")
+    if c.get("seed") is not None and not 0 <= c["seed"] < 2**32:
+        raise ConfigError(f"seed: must be in [0, 2**32), got {c['seed']}")
+    if c.get("matmul_precision") not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"matmul_precision: choose highest, high or medium (or null), got {c['matmul_precision']!r}")
+    if isinstance(c.get("jobs_per_gpu"), int) and c["jobs_per_gpu"] < 1:
+        raise ConfigError(f"jobs_per_gpu: must be >= 1, got {c['jobs_per_gpu']}")
+    if c.get("ckpt_path") not in (None, "last"):
+        from xgen.safety import read_checkpoint
+        from xgen.train import resolve_ckpt
+
+        ck, _ = resolve_ckpt(c["ckpt_path"], Path(run_dir or "."))
+        try:
+            read_checkpoint(ck)
+        except ConfigError as e:
+            raise ConfigError(f"ckpt_path: {e}") from None
+    # sections
+    for section, kind in (("data", "data"), ("model", "model"), ("trainer", "trainer")):
+        node = c.get(section)
+        if not isinstance(node, dict) or "_target_" not in node:
+            raise ConfigError(f"{section}: missing or without _target_ (choose one with {section}=<name>)")
+        cls = _cls(node["_target_"], kind, section)
+        injected = ("image_shape",) if section == "model" else ("callbacks", "logger", "default_root_dir")
+        check_against_signature(node, cls, section, injected)
+    t = c["trainer"]
+    for k, choices in _TRAINER_CHOICES.items():
+        if k in t and t[k] not in choices:
+            raise ConfigError(f"trainer.{k}: choose one of {', '.join(str(x) for x in choices if x is not None)}; "
+                              f"got {t[k]!r}")
+    for k in _POSITIVE_TRAINER:
+        if isinstance(t.get(k), int) and t[k] < 1:
+            extra = " (-1 would train forever; bound it with trainer.max_time instead)" if k == "max_epochs" else ""
+            raise ConfigError(f"trainer.{k}: must be >= 1, got {t[k]}{extra}")
+    if t.get("max_epochs") is None and t.get("max_steps", -1) in (-1, None) and t.get("max_time") is None:
+        raise ConfigError("trainer.max_epochs: null with no trainer.max_steps or trainer.max_time would train forever")
+    for k in ("max_steps",):
+        if isinstance(t.get(k), int) and t[k] < -1 or t.get(k) == 0:
+            raise ConfigError(f"trainer.{k}: must be >= 1 (or -1: no step limit), got {t[k]}")
+    if isinstance(t.get("num_sanity_val_steps"), int) and t["num_sanity_val_steps"] < -1:
+        raise ConfigError(f"trainer.num_sanity_val_steps: must be >= -1, got {t['num_sanity_val_steps']}")
+    if isinstance(t.get("gradient_clip_val"), (int, float)) and t["gradient_clip_val"] < 0:
+        raise ConfigError(f"trainer.gradient_clip_val: must be >= 0, got {t['gradient_clip_val']}")
+    dev = t.get("devices")
+    if dev is not None and not (dev == "auto" or (isinstance(dev, int) and (dev >= 1 or dev == -1))
+                                or (isinstance(dev, list) and all(isinstance(d, int) and d >= 0 for d in dev) and dev)
+                                or (isinstance(dev, str) and dev.replace(",", "").strip().lstrip("-").isdigit())):
+        raise ConfigError(f"trainer.devices: a count >= 1, -1 (all), a list of device ids or 'auto'; got {dev!r}")
+    for lim in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = t.get(lim)
+        if v is not None and not ((isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)):
+            raise ConfigError(f"trainer.{lim}: a number of batches >= 0 or a fraction in [0, 1]; got {v!r}")
+    for group, kind in (("callbacks", "callback"), ("logger", "logger")):
+        node = c.get(group) or {}
+        if not isinstance(node, dict):
+            raise ConfigError(f"{group}: expected a mapping of name -> config, got {node!r}")
+        for name, spec in node.items():
+            if spec is None:
+                continue
+            key = f"{group}.{name}"
+            if not isinstance(spec, dict) or "_target_" not in spec:
+                raise ConfigError(f"{key}: expected a config with _target_ (or null to disable), got {spec!r}")
+            cls = _cls(spec["_target_"], kind, key)
+            check_against_signature(spec, cls, key)
+            for k in _POSITIVE.get(cls.__name__, ()):
+                v = spec.get(k)
+                if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+                    raise ConfigError(f"{key}.{k}: must be >= 1, got {v}")
+    # constructors: value checks of data module, model (networks against the image shape) and callbacks
+    dm = instantiate(OmegaConf.create(c["data"]), "data")
+    shape = list(getattr(dm, "image_shape", ()))
+    try:
+        model = instantiate(OmegaConf.create(c["model"]), "model", image_shape=shape, _recursive_=False,
+                            _convert_="all")
+    except XgenError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"model: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    n_model, n_data = getattr(model, "num_classes", None), getattr(dm, "num_classes", None)
+    if isinstance(n_model, int) and isinstance(n_data, int) and n_model != n_data:
+        raise ConfigError(f"model.num_classes: {n_model}, but data={type(dm).__name__} has {n_data} classes; "
+                          f"set model.num_classes={n_data}")
+    for name, spec in (c.get("callbacks") or {}).items():
+        if spec is not None:
+            try:
+                instantiate(OmegaConf.create(spec), f"callbacks.{name}")
+            except XgenError:
+                raise
+            except Exception as e:
+                raise ConfigError(f"callbacks.{name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+from xgen.errors import XgenError  # noqa: E402
+
+
+def _override_key(o: str) -> str:
+    return o.split("=", 1)[0].strip().lstrip("+~")
+
+
+def hydra_error(e: BaseException, overrides: list[str]) -> ConfigError:
+    """One ConfigError naming the override key for a Hydra composition error (unknown key, unknown
+    group option, bad override syntax)."""
+    import re
+
+    msg = str(e).strip()
+    keys = [_override_key(o) for o in overrides]
+    named = [k for k in keys if k and (f"'{k}'" in msg or f"'{k.split('.')[-1]}'" in msg or f"{k}/" in msg
+                                       or f"'{k}/" in msg)]
+    first = " ".join(msg.splitlines()[:1])
+    m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
+    if m:
+        group, name = m.group(1), m.group(2)
+        avail = re.findall(r"^\s*(\S+)\s*$", msg.split("Available options", 1)[-1], re.M) if "Available" in msg else []
+        avail = [a for a in avail if not a.endswith(":") and "'" not in a]
+        return ConfigError(f"{group}: unknown option {name!r}" + (f"; choose one of {', '.join(avail)}" if avail else ""))
+    if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
+        k = named[0] if named else ", ".join(keys)
+        return ConfigError(f"{k}: not a key of this config ({first}). New keys need a leading '+', e.g. +{k}=...")
+    k = named[0] if named else ", ".join(keys)
+    return ConfigError(f"{k}: {first}")
+
+
+def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str | Path | None = None) -> Any:
+    """Compose the training config for ``overrides`` (as the command does) and :func:`validate` it,
+    without starting Hydra's job: any problem is one ConfigError naming the key. Returns the config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_dir is None:
+        from xgen.cli import CONFIG_DIR as config_dir  # noqa: N811
+    ours = [o for o in overrides if not _override_key(o).startswith("hydra")]
+    if run_dir is None:
+        rd = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "hydra.run.dir"]
+        run_dir = rd[0] if rd else "."
+    was = GlobalHydra.instance().is_initialized()
+    try:
+        if not was:
+            initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
+        try:
+            cfg = compose("train", overrides=ours)
+        except Exception as e:  # hydra.errors.*, omegaconf.errors.*: composition failed
+            raise hydra_error(e, ours) from None
+    finally:
+        if not was:
+            GlobalHydra.instance().clear()
+    validate(cfg, run_dir)
+    return cfg
