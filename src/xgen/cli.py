@@ -121,6 +121,15 @@ def main(argv: list[str] | None = None) -> None:
 
     load_plugins()
     _register_resolvers()
+    if not any(a.startswith("-") for a in argv):  # [harden] every key checked before Hydra starts a job
+        from xgen.errors import XgenError
+        from xgen.validate import precheck
+
+        try:
+            precheck(argv)
+        except XgenError as e:
+            print(f"xgen: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     _train_app()()
 
 

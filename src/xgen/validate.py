@@ -144,16 +144,28 @@ inspect_empty = _inspect.Parameter.empty
 def check_against_signature(section: Mapping, cls: type, key: str, injected: tuple[str, ...] = ()) -> None:
     """Every key of ``section`` must be a parameter of ``cls`` (unless it takes ``**kwargs``) and its
     value must fit the parameter's annotation; ConfigError names ``key.<param>`` otherwise."""
-    try:
-        sig = _inspect.signature(cls.__init__)
-    except (TypeError, ValueError):
-        return
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:
-        hints = {}
-    params = {n: p for n, p in sig.parameters.items() if n != "self"}
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params: dict[str, Any] = {}
+    hints: dict[str, Any] = {}
+    var_kw = True
+    for klass in (cls.__mro__ if isinstance(cls, type) else (cls,)):  # **kwargs forwarded to a base class
+        init = klass.__dict__.get("__init__") if isinstance(cls, type) else klass
+        if init is None:
+            continue
+        try:
+            sig = _inspect.signature(init)
+        except (TypeError, ValueError):
+            return
+        try:
+            h = typing.get_type_hints(init)
+        except Exception:
+            h = {}
+        for n, p in sig.parameters.items():
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in params:
+                params[n] = p
+                hints.setdefault(n, h.get(n, p.annotation))
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        if not var_kw:
+            break
     for k, v in section.items():
         if not isinstance(k, str) or (k.startswith("_") and k.endswith("_")):
             continue
@@ -165,8 +177,19 @@ def check_against_signature(section: Mapping, cls: type, key: str, injected: tup
             choices = ", ".join(n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
             raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}; valid keys: {choices}")
         ann = hints.get(k, params[k].annotation)
-        if isinstance(v, dict) and "_target_" in v:
-            continue  # a nested config (network): checked where it is built
+        if isinstance(v, dict) and "_target_" in v:  # a nested config (a network): its own signature
+            from xgen.safety import _locate, target_allowed
+
+            if target_allowed(v["_target_"], "net") is not None:
+                raise ConfigError(f"{key}.{k}._target_: {target_allowed(v['_target_'], 'net')}")
+            check_against_signature(v, _locate(str(v["_target_"])), f"{key}.{k}")
+            continue
+        if isinstance(v, dict):  # a dataclass spec given as a mapping (model.latent)
+            import dataclasses
+
+            for a in (typing.get_args(ann) or (ann,)):
+                if dataclasses.is_dataclass(a):
+                    check_against_signature(v, a, f"{key}.{k}")
         if not fits(v, ann):
             raise ConfigError(f"{key}.{k}: expected {_tname(ann)}, got {v!r} ({type(v).__name__})")
 
@@ -286,7 +309,33 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
                 if isinstance(v, int) and not isinstance(v, bool) and v < 1:
                     raise ConfigError(f"{key}.{k}: must be >= 1, got {v}")
     # constructors: value checks of data module, model (networks against the image shape) and callbacks
-    dm = instantiate(OmegaConf.create(c["data"]), "data")
+    vs = c["data"].get("val_size")
+    if isinstance(vs, float) and not (0 <= vs < 1):
+        raise ConfigError(f"data.val_size: a number of images (integer) or a fraction in [0, 1); got {vs}")
+    fid_arch = [(n, s_.get("arch")) for n, s_ in (c.get("callbacks") or {}).items()
+                if isinstance(s_, dict) and str(s_.get("_target_", "")).endswith(".FID") and "arch" in s_]
+    for n, a in fid_arch:
+        if a not in ("strong", "thesis"):
+            raise ConfigError(f"callbacks.{n}.arch: choose strong or thesis, got {a!r}")
+    if isinstance(dev, list) and str(t.get("accelerator")) in ("auto", "gpu", "cuda"):
+        import torch
+
+        if max(dev) >= torch.cuda.device_count():
+            raise ConfigError(f"trainer.devices: GPU ids {dev}, but this machine has {torch.cuda.device_count()} "
+                              "GPU(s); use a count (trainer.devices=1) or ids that exist")
+    elif isinstance(dev, list):
+        raise ConfigError(f"trainer.devices: device ids {dev} need trainer.accelerator=gpu; on the CPU give a count")
+    import json
+
+    built_key = json.dumps([c["data"], c["model"], c.get("callbacks")], sort_keys=True, default=str)
+    if built_key in _BUILT_OK:  # these exact sections were built before in this process
+        return
+    try:
+        dm = instantiate(OmegaConf.create(c["data"]), "data")
+    except XgenError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"data: {_root_cause(e)}") from None
     shape = list(getattr(dm, "image_shape", ()))
     try:
         model = instantiate(OmegaConf.create(c["model"]), "model", image_shape=shape, _recursive_=False,
@@ -294,7 +343,7 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
     except XgenError:
         raise
     except Exception as e:
-        raise ConfigError(f"model: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        raise ConfigError(f"model: {_root_cause(e)}") from None
     n_model, n_data = getattr(model, "num_classes", None), getattr(dm, "num_classes", None)
     if isinstance(n_model, int) and isinstance(n_data, int) and n_model != n_data:
         raise ConfigError(f"model.num_classes: {n_model}, but data={type(dm).__name__} has {n_data} classes; "
@@ -306,10 +355,23 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
             except XgenError:
                 raise
             except Exception as e:
-                raise ConfigError(f"callbacks.{name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+                raise ConfigError(f"callbacks.{name}: {_root_cause(e)}") from None
+    if len(_BUILT_OK) > 256:
+        _BUILT_OK.clear()
+    _BUILT_OK.add(built_key)
+
+
+_BUILT_OK: set[str] = set()
 
 
 from xgen.errors import XgenError  # noqa: E402
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost error of a Hydra instantiation chain, on one line."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
 
 
 def _override_key(o: str) -> str:
@@ -363,4 +425,42 @@ def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str |
         if not was:
             GlobalHydra.instance().clear()
     validate(cfg, run_dir)
+    return cfg
+
+
+GROUPS = ("data", "model", "callbacks", "logger", "trainer", "paths", "experiment", "hparams_search", "debug", "sweep")
+
+
+def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Apply ``key=value`` / ``+key=value`` overrides to a composed config exactly as Hydra would (its
+    parser types the values; struct mode refuses unknown keys), without composing again: the fast path
+    for checking many overrides against one base config. Group overrides (``data=mnist``) are refused
+    with NotImplementedError: they need a full compose."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = cfg.copy()
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            ov = parser.parse_overrides(overrides=[o])[0]
+        except Exception as e:
+            raise hydra_error(e, [o]) from None
+        key = ov.key_or_group
+        if "/" in key or key in GROUPS or ov.is_delete() or ov.is_sweep_override():
+            raise NotImplementedError(o)
+        value = ov.value()
+        try:
+            if ov.is_add():
+                if OmegaConf.select(cfg, key, throw_on_missing=False) is not None:
+                    raise ConfigError(f"{key}: already in the config; override it without '+'")
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            else:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except XgenError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"{key}: not a key of this config ({' '.join(str(e).split())[:200]}). New keys need "
+                              f"a leading '+', e.g. +{key}=...") from None
     return cfg
