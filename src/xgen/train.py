@@ -40,7 +40,7 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> tuple[str | None, Path
     if not ckpt_path:
         return None, None
     p = run_dir if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser()
-    if p.is_dir():
+    if p.is_dir() or str(ckpt_path) == "last":
         cand = p / "checkpoints" / "last.ckpt"
         if not cand.is_file():
             raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoints/last.ckpt under {p}. To resume, "
