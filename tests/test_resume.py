@@ -142,3 +142,43 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_infogan(tmp_path):
                                     "trainer.max_epochs=2", "callbacks.mutual_information.num_samples=64"],
                          kill_step=14)
     assert n > 0 and diff == 0
+
+
+def test_fresh_run_into_an_existing_run_is_refused(run_a, capsys):
+    files = snapshot(run_a)
+    assert xgen([*FAST, "trainer.max_epochs=1", f"hydra.run.dir={run_a}"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    after = snapshot(run_a)
+    assert {k: v for k, v in after.items() if not k.startswith(".hydra") and not k.endswith(".log")} == \
+           {k: v for k, v in files.items() if not k.startswith(".hydra") and not k.endswith(".log")}
+
+
+def test_non_finite_training_ends_failed_naming_step_and_last_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XGEN_OUTPUT", str(tmp_path / "outputs"))
+    run = tmp_path / "nan"
+    # lr 1e12 is finite (validation accepts it) but the weights overflow within the second epoch
+    assert xgen([*FAST, "trainer.max_epochs=5", "model.lr=1e12", f"hydra.run.dir={run}"]) == 2
+    err = capsys.readouterr().err
+    s = yaml.safe_load((run / "summary.json").read_text())
+    assert s["status"] == "failed" and "became NaN/inf by step" in s["error"] and "last good checkpoint" in s["error"]
+    assert "became NaN/inf" in err
+    for ck in (run / "checkpoints").glob("*.ckpt"):  # nothing non-finite was saved
+        sd = torch.load(ck, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_two_launches_in_the_same_second_get_two_directories(tmp_path):
+    args = [*FAST, "trainer.max_epochs=1", "data.train_subset=64"]
+    env = {**os.environ, "XGEN_OUTPUT": str(tmp_path / "outputs"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-m", "xgen", *args], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-1500:] for e in errs]
+    runs = sorted((tmp_path / "outputs" / "train").iterdir())
+    assert len(runs) == 2, runs
+    for r in runs:
+        assert yaml.safe_load((r / "summary.json").read_text())["status"] == "completed"
+        epochs = [line.split(",")[0] for line in (r / "metrics.csv").read_text().splitlines()[1:]]
+        assert set(epochs) == {"0"}  # each run's own metrics only
