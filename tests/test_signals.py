@@ -58,6 +58,7 @@ def kill_during_writes(directory: Path, how: str, kills: int, seed: int = 0) -> 
     return out
 
 
+@pytest.mark.slow  # 8 writer processes (torch import each): ~30 s idle, 194 s measured on the shared 2-core box
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (a filesystem other than the temp dir)")
 def test_kill_during_checkpoint_write_on_another_filesystem_never_corrupts_last_ckpt():
     from xgen.callbacks.checkpoint import remove_stale_temps
