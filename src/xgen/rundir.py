@@ -180,7 +180,7 @@ def resolve_checkpoint(ckpt_path: str | Path | None, current: str | Path) -> tup
     if not ckpt_path:
         return None, None
     p = Path(current) if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser()
-    if p.is_dir():
+    if p.is_dir() or str(ckpt_path) == "last":  # last always names a run directory (maybe not made yet)
         run = RunDir(p)
         if not run.has_checkpoint():
             raise ConfigError(f"ckpt_path={ckpt_path}: no checkpoints/last.ckpt under {p}. To resume, "

@@ -122,6 +122,8 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
     directory (multirun re-launch), else train; a failure is recorded in summary.json, then raised."""
     import traceback
 
+    from xgen import resume  # [harden] resuming uses the run's own config; interrupted jobs continue
+
     run_dir = Path(run_dir)
     overrides = list(overrides or [])
     previous = read_summary(run_dir)
@@ -129,9 +131,30 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
             and previous.get("overrides") == overrides):
         log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
         return {**previous, "skipped": True}
+    if (multirun and previous and previous.get("status") == "interrupted" and not cfg.get("ckpt_path")
+            and previous.get("overrides") == overrides and (run_dir / "checkpoints" / "last.ckpt").is_file()):
+        from omegaconf import open_dict
+
+        log.info("continuing %s from its last.ckpt (interrupted earlier)", run_dir)
+        with open_dict(cfg):
+            cfg.ckpt_path = "last"
+    cfg = resume.resume_config(cfg, overrides, run_dir)
+    from xgen.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
+
+    check_fresh_run_dir(cfg, run_dir, multirun)
+    from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
+
     try:
         return train(cfg, run_dir, overrides=overrides)
+    except Interrupted as e:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_summary(run_dir, {"status": "interrupted", "error": str(e), "signal": e.signum,
+                                "checkpoint": e.checkpoint, "global_step": e.step, "overrides": overrides,
+                                "metrics": {}, "run_dir": str(run_dir)})
+        raise
     except Exception as e:
+        if isinstance(e, XgenError) and not multirun and not (run_dir / "config.yaml").is_file():
+            raise  # [harden] refused before it started: no summary (the command removes the empty run dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
         write_summary(run_dir, {"status": status, "error": f"{type(e).__name__}: {e}",
@@ -143,17 +166,24 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
 def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train as configured and return the final metrics (also written to ``summary.json``)."""
     run_dir = Path(run_dir or cfg.paths.output_dir)
+    if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
+        from xgen.resume import check_checkpoint_matches
+
+        check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.matmul_precision))
-    datamodule, model, trainer, ckpt = build(cfg, run_dir)
-    try:
-        return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
-    finally:
-        finish_wandb()
+    from xgen.signals import SignalWatch  # [harden] SIGTERM/SIGINT/SIGUSR1: checkpoint, then stop
+
+    with SignalWatch():
+        datamodule, model, trainer, ckpt = build(cfg, run_dir)
+        try:
+            return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
+        finally:
+            finish_wandb()
 
 
 def finish_wandb() -> None:
@@ -171,8 +201,18 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
         # the same seed on every rank would make all ranks draw the same latent noise each step (the
         # model's initial weights are broadcast from rank 0 by DDP anyway): offset it by the rank
         L.seed_everything(int(cfg.seed) + 1000 * trainer.global_rank, workers=True, verbose=False)
+    from xgen import resume, signals  # [harden] RNG states in checkpoints; stop on signals
+
+    from xgen.callbacks import finite_guard
+
+    finite_guard.attach(trainer)  # NaN/inf ends the run as failed, naming the step and the last good ckpt
+    resume.attach(trainer)
+    signals.attach(trainer, run_dir)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    watch = signals.active()
+    if watch is not None and watch.signum is not None:  # a signal during the last validation
+        watch.raise_if_signalled(signals.save_last(trainer, run_dir), trainer.global_step)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if v.numel() == 1 and not k.endswith("_step")}
     if cfg.get("test") and not trainer.interrupted:

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``xgen`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
+        from xgen.safety import load_plugins  # $XGEN_PLUGINS: modules that register user classes
+
+        load_plugins()
         module, func = _entry(argv[0])
         sys.argv = [f"xgen {argv[0]}", *argv[1:]]
         raise SystemExit(getattr(module, func)(argv[1:]))

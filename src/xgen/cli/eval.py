@@ -36,14 +36,12 @@ def data_module(run: RunDir | None, data: str | None):
     """The run's data module (from its config.yaml), or the named data config (``--data``)."""
     from hydra.utils import instantiate
 
+    from xgen.safety import run_data_config
+
     if data is None and run is not None and run.config_file.is_file():
-        cfg = run.config()
-        if "data" in cfg:
-            target = str(cfg.data.get("_target_", ""))
-            if not target.startswith("xgen.data."):  # config.yaml is a file, not code: build only xgen's data modules
-                raise ConfigError(f"{run.config_file}: data._target_ {target[:200]!r} is not one of xgen's data "
-                                  "modules (xgen.data.*); pass --data <name> to choose the data.")
-            return instantiate(cfg.data)
+        cfg_data = run_data_config(run.config_file)  # allow-listed data module only: config.yaml is data, not code
+        if cfg_data is not None:
+            return instantiate(cfg_data)
     if data is None:
         raise ConfigError("--data: this checkpoint has no config.yaml beside it; name the data config "
                           "(e.g. --data fashion_mnist).")

@@ -34,6 +34,10 @@ def _register_resolvers() -> None:
 
     from xgen.utils.resources import concurrent_jobs
 
+    if not OmegaConf.has_resolver("xgen.uid"):  # [harden] run dirs unique even within one second
+        from xgen.validate import launch_uid
+
+        OmegaConf.register_new_resolver("xgen.uid", launch_uid, use_cache=True)
     if not OmegaConf.has_resolver("xgen.concurrent_jobs"):
         OmegaConf.register_new_resolver("xgen.concurrent_jobs", lambda per_gpu: concurrent_jobs(int(per_gpu)))
 
@@ -90,6 +94,7 @@ def _train_app():
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from xgen.signals import Interrupted
         from xgen.train import run_job
 
         _route_lightning_logs_to_hydra()
@@ -104,7 +109,14 @@ def _train_app():
             print(f"xgen: error: {e}", file=sys.stderr)
             if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
                 raise
+            from xgen.validate import remove_unstarted_run_dir  # [harden] a run that never started leaves no dir
+
+            remove_unstarted_run_dir(hc.runtime.output_dir)
             raise SystemExit(2) from None
+        except Interrupted as e:  # a signal: state saved, summary says interrupted; stop the sweep
+            print(f"xgen: {e}. Continue with: xgen hydra.run.dir={hc.runtime.output_dir} ckpt_path=last",
+                  file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
         announce(hc.runtime.output_dir, "end", job)
         return summary["metrics"].get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
 
@@ -115,5 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     """Run the Hydra training app on ``argv`` (Hydra reads ``sys.argv``)."""
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0], *argv]
+    from xgen.safety import load_plugins  # [harden] $XGEN_PLUGINS: modules that register user classes
+
+    load_plugins()
     _register_resolvers()
+    if not any(a.startswith("-") for a in argv):  # [harden] every key checked before Hydra starts a job
+        from xgen.errors import XgenError
+        from xgen.validate import precheck
+
+        try:
+            precheck(argv)
+        except XgenError as e:
+            print(f"xgen: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     _train_app()()

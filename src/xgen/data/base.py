@@ -57,7 +57,8 @@ class TensorBatches:
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, shuffle: bool,
                  drop_last: bool, value_range: Sequence[float], seed: int = 0,
-                 epoch_fn: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1):
+                 epoch_fn: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
+                 position_fn: Callable[[], int] | None = None):
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8, got {images.dtype}")
         self.images, self.labels = images, labels
@@ -65,6 +66,11 @@ class TensorBatches:
         self.value_range = tuple(value_range)
         self.seed, self.epoch_fn = int(seed), epoch_fn
         self.rank, self.world_size = int(rank), int(world_size)
+        # exact resume: batches of the current epoch already trained on (Lightning saves state_dict()
+        # in mid-epoch checkpoints and hands it back to load_state_dict() before iterating again)
+        self.position_fn = position_fn
+        self._yielded = 0
+        self._resume: tuple[int, int] | None = None
 
     def _num_local(self) -> int:
         n = self.images.shape[0]
@@ -87,10 +93,28 @@ class TensorBatches:
             idx = idx[self.rank::self.world_size][:per_rank]
         return idx.to(self.images.device, non_blocking=True)
 
+    def _epoch(self) -> int:
+        return int(self.epoch_fn()) if self.epoch_fn is not None else 0
+
+    def state_dict(self) -> dict:
+        """Where this epoch's iteration stands: (epoch, batches already trained on)."""
+        done = int(self.position_fn()) if self.position_fn is not None else self._yielded
+        return {"epoch": self._epoch(), "batches_done": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = (int(state.get("epoch", -1)), int(state.get("batches_done", 0)))
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices()
-        for b in range(len(self)):
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == self._epoch():
+                start = min(self._resume[1], len(self))
+            self._resume = None
+        self._yielded = start
+        for b in range(start, len(self)):
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            self._yielded = b + 1
             yield to_value_range(self.images[sel], self.value_range), self.labels[sel]
 
 
@@ -318,7 +342,9 @@ class InMemoryDataModule(L.LightningDataModule):
         return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
                              value_range=self.value_range, seed=self.seed,
                              epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world,
+                             position_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+                             if trainer is not None and shuffle else None)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.batch_size, shuffle=True, drop_last=True)

@@ -42,6 +42,10 @@ def build_net(spec: nn.Module | Mapping | Callable[..., nn.Module] | None, defau
             raise ConfigError(f"{key}: a network config needs a _target_ (e.g. xgen.nets.vae.ConvEncoder)")
         from hydra.utils import instantiate
 
+        from xgen.safety import check_config_targets  # [harden] only allow-listed nets are instantiated
+
+        check_config_targets(spec, None, "net", key)
+
         return instantiate(dict(spec), **kwargs)
     if callable(spec):
         return spec(**kwargs)
@@ -57,8 +61,38 @@ def class_path(obj_or_cls: Any) -> str:
 
 
 def record_class(module: Any, checkpoint: dict) -> None:
-    """Store the LightningModule's import path in the checkpoint (call from ``on_save_checkpoint``)."""
+    """Store the LightningModule's import path and the SHA-256 digest of its tensors in the checkpoint
+    (every xgen model calls this from ``on_save_checkpoint``)."""
+    from xgen.safety import add_digest
+
     checkpoint[CLASS_KEY] = class_path(module)
+    add_digest(checkpoint)
+
+
+def verify_checkpoint(module: Any, checkpoint: dict) -> None:
+    """Refuse a checkpoint whose tensors do not match its digest (call from ``on_load_checkpoint``:
+    resuming a run verifies the file before its weights are loaded)."""
+    from xgen.safety import verify_digest
+
+    trainer = getattr(module, "_trainer", None)
+    source = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    verify_digest(checkpoint, source or "checkpoint")
+
+
+class SafeLoad:
+    """``Model.load_from_checkpoint(path)`` through :func:`load_model`: the file is read with
+    ``weights_only=True``, its digest verified, its network configs allow-listed."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any):
+        if hparams_file is not None:
+            raise ConfigError("load_from_checkpoint: hparams_file is not supported by xgen models; the "
+                              "hyperparameters saved in the checkpoint are used (pass overrides as keywords).")
+        kwargs.pop("weights_only", None)
+        model = load_model(checkpoint_path, map_location=map_location or "cpu", strict=strict is not False,
+                           cls_expected=cls, overrides=kwargs)
+        return model.train()
 
 
 MODEL_REGISTRY: dict[str, type] = {}
@@ -90,7 +124,8 @@ def _class_from_config(path: Path) -> str | None:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu", expect: type | None = None,
-               tool: str = "load_model") -> L.LightningModule:
+               tool: str = "load_model", *, strict: bool = True, cls_expected: type | None = None,
+               overrides: Mapping[str, Any] | None = None) -> L.LightningModule:
     """Load any xgen model from a checkpoint file alone, in eval mode.
 
     The file is read once (``weights_only=True``: plain containers and tensors only). The class comes
@@ -98,20 +133,15 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", expec
     :data:`MODEL_REGISTRY`; the model is rebuilt from the saved hyperparameters and its weights loaded
     strictly. ``expect`` (a protocol of :mod:`xgen.protocols`) makes a tool's requirement explicit:
     a model that lacks it is refused with a message naming ``tool`` and what is missing.
+    The tensors must match the checkpoint's SHA-256 digest, and every ``_target_`` in the saved
+    hyperparameters must be allow-listed (:mod:`xgen.safety`): loading never runs code.
+    ``cls_expected`` (used by ``Model.load_from_checkpoint``) refuses a checkpoint of another class;
+    ``overrides`` replace saved hyperparameters.
     """
-    import pickle
-    import zipfile
+    from xgen.safety import check_config_targets, read_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such checkpoint file.")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not a readable xgen checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else 'corrupt or truncated'}).") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ConfigError(f"{path}: not an xgen checkpoint (no state_dict).")
+    ckpt = read_checkpoint(path, map_location)
     target = ckpt.get(CLASS_KEY) or _class_from_config(path)
     if target is None:
         raise ConfigError(f"{path}: cannot tell which model this checkpoint holds (no '{CLASS_KEY}' "
@@ -122,12 +152,17 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", expec
         raise ConfigError(f"{path}: the checkpoint names model class {str(target)[:200]!r}, which is not one of "
                           f"xgen's models ({known}); nothing was imported. A model of your own must be "
                           "registered first: xgen.models.register_model(MyModel).")
+    if cls_expected is not None and not issubclass(cls, cls_expected):
+        raise ConfigError(f"{path}: holds a {cls.__name__}, not a {cls_expected.__name__}; load it with "
+                          f"{cls.__name__}.load_from_checkpoint or xgen.models.load_model.")
     hparams = ckpt.get("hyper_parameters") or {}
-    if not isinstance(hparams, dict):
-        raise ConfigError(f"{path}: hyper_parameters is not a mapping.")
+    if not isinstance(hparams, dict) or not all(isinstance(k, str) for k in hparams):
+        raise ConfigError(f"{path}: hyper_parameters is not a mapping of names.")
+    check_config_targets(hparams, path, "net", "hyper_parameters")
+    hparams = {**hparams, **dict(overrides or {})}
     try:
         model = cls(**hparams)
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(ckpt["state_dict"], strict=strict)
     except XgenError as e:
         raise ConfigError(f"{path}: its hyperparameters do not build a {cls.__name__}: {e}") from None
     except (TypeError, RuntimeError, ValueError, KeyError) as e:
@@ -160,7 +195,7 @@ def agree_value_range(module: L.LightningModule) -> None:
                           f"value_range={list(want)} (or leave it unset: the model's range is then used).")
 
 
-class StepModule(L.LightningModule):
+class StepModule(SafeLoad, L.LightningModule):
     """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
     hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``; its class is
     recorded in checkpoints so :func:`load_model` can rebuild it."""
@@ -182,6 +217,9 @@ class StepModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         record_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        verify_checkpoint(self, checkpoint)
 
     def configure_optimizers(self):
         h = self.hparams

@@ -20,7 +20,7 @@ from torch import nn
 from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import adam, agree_value_range, build_net, check_optim, plain, record_class
+from xgen.models.base import SafeLoad, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
@@ -45,7 +45,7 @@ def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
     return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
 
 
-class GAN(L.LightningModule):
+class GAN(SafeLoad, L.LightningModule):
     """A GAN (Goodfellow et al. 2014) trained with Lightning's manual optimisation.
 
     Args:
@@ -212,6 +212,9 @@ class GAN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
         record_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        verify_checkpoint(self, checkpoint)
 
     # ------------------------------------------------------------------ DDP
     def setup(self, stage: str) -> None:

@@ -1,0 +1,72 @@
+"""Non-finite training stops: NaN/inf in the loss or the weights ends the run as ``failed``.
+
+Checking costs one reduction over the parameters (and the loss, when the step returns one); on a GPU it
+runs every ``check_every_n_steps`` steps so the training step itself never waits on the host. Every
+checkpoint save is checked too, so no checkpoint ever holds non-finite weights: the error names the
+step and the last good checkpoint to go back to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from xgen.errors import XgenError
+
+
+class NonFiniteError(XgenError):
+    """Training produced NaN or inf (a loss or a weight)."""
+
+
+def all_finite(module: torch.nn.Module, loss: torch.Tensor | None = None) -> bool:
+    flags = [torch.isfinite(p).all() for p in module.parameters()]
+    if loss is not None:
+        flags.append(torch.isfinite(loss).all())
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def last_good_checkpoint(trainer: Any) -> str:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
+            return cb.last_model_path
+    return "none (no checkpoint was written before)"
+
+
+class FiniteGuard(Callback):
+    """Raise :class:`NonFiniteError` naming the step and the last good checkpoint when a loss or a weight
+    becomes NaN/inf. Runs before every other callback's batch end (so nothing saves a broken state)."""
+
+    def __init__(self, check_every_n_steps: int | None = None):
+        self.check_every_n_steps = check_every_n_steps
+
+    def _every(self, pl_module) -> int:
+        if self.check_every_n_steps is not None:
+            return int(self.check_every_n_steps)
+        return 1 if pl_module.device.type == "cpu" else 20
+
+    def check(self, trainer, pl_module, loss: torch.Tensor | None = None, where: str = "") -> None:
+        if not all_finite(pl_module, loss):
+            what = "the loss" if loss is not None and not bool(torch.isfinite(loss).all()) else "a weight"
+            raise NonFiniteError(
+                f"training diverged: {what} became NaN/inf by step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}{where}); the last good checkpoint is {last_good_checkpoint(trainer)}. "
+                "Lower model.lr, check the loss weights, or enable gradient clipping (trainer.gradient_clip_val).")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx % self._every(pl_module):
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs if torch.is_tensor(outputs) else None
+        self.check(trainer, pl_module, loss.detach() if loss is not None else None, f", batch {batch_idx}")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.check(trainer, pl_module)
+
+
+def attach(trainer: Any) -> None:
+    """Put a :class:`FiniteGuard` first in ``trainer``'s callbacks."""
+    if not any(isinstance(c, FiniteGuard) for c in trainer.callbacks):
+        trainer.callbacks.insert(0, FiniteGuard())

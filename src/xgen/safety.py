@@ -1,0 +1,270 @@
+"""Files are data: what a checkpoint or a run directory's ``config.yaml`` may make xgen instantiate.
+
+A config read from a file (a checkpoint's saved network configs, a run's ``data:``/``callbacks:`` ...)
+is handed to Hydra's ``instantiate`` only after :func:`check_config_targets` has walked all of it:
+every ``_target_`` anywhere in the mapping (nested ones and those inside ``_args_`` included) must be
+on the allow-list of its kind, no ``_partial_``/``_args_`` tricks, no ``${...}`` interpolations (a
+resolver such as ``oc.decode`` could build a new ``_target_`` after the check). Allowed are xgen's
+own classes (nets under ``xgen.nets``, data modules under ``xgen.data``, ...) and whatever a user
+registers by name with :func:`allow_target`. Nothing outside the allow-list is imported.
+
+Checkpoints also carry a SHA-256 digest of their tensors (:func:`tensor_digest`), written by every
+xgen model when it saves and verified when a checkpoint is loaded or resumed: a flipped byte inside a
+weight tensor is reported, not loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from xgen.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+# kind -> (allowed import-path prefixes, base class path the located object must subclass)
+KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "net": (("xgen.nets.",), "torch.nn.Module"),
+    "data": (("xgen.data.",), "lightning.pytorch.LightningDataModule"),
+    "callback": (("xgen.callbacks.", "lightning.pytorch.callbacks."), "lightning.pytorch.Callback"),
+    "logger": (("lightning.pytorch.loggers.",), "lightning.pytorch.loggers.Logger"),
+    "trainer": (("lightning.pytorch.trainer.trainer.Trainer", "lightning.pytorch.Trainer"),
+                "lightning.pytorch.Trainer"),
+    "model": (("xgen.models.",), "lightning.pytorch.LightningModule"),
+}
+# keys of Hydra's instantiate protocol a file may use; _partial_ and _args_ are refused
+_HYDRA_KEYS_OK = {"_target_", "_recursive_", "_convert_"}
+
+USER_TARGETS: dict[str, set[str]] = {k: set() for k in KINDS}
+"""Import paths a user allowed with :func:`allow_target`, per kind."""
+
+
+def allow_target(name: str, kind: str = "net") -> str:
+    """Allow configs read from files (and the command line) to instantiate ``name``, e.g.
+    ``xgen.registry.allow_target("mypkg.nets.MyEncoder")``; ``kind`` is ``net`` (default), ``data``,
+    ``callback``, ``logger`` or ``model``. Returns ``name``. Call it in code you run before loading
+    (your own script, or a module named in ``$XGEN_PLUGINS``)."""
+    if kind not in KINDS:
+        raise ConfigError(f"allow_target: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"allow_target: {name!r} is not a dotted import path (e.g. mypkg.nets.MyEncoder)")
+    USER_TARGETS[kind].add(name)
+    return name
+
+
+def _locate(path: str) -> Any:
+    """Import ``a.b.C`` (only ever called for allow-listed names)."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(path)
+
+
+def _walk(node: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """(key path, node) of every mapping/list node and leaf below ``node``."""
+    yield where, node
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from _walk(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{where}[{i}]")
+
+
+def _hint(kind: str, target: str) -> str:
+    prefixes = " or ".join(p.rstrip(".") for p in KINDS[kind][0])
+    return (f"only {prefixes} classes (and ones you register) may be instantiated from a config; if you trust "
+            f"{target[:120]!r}, register it before loading: xgen.registry.allow_target({target[:120]!r}"
+            f"{'' if kind == 'net' else f', kind={kind!r}'})")
+
+
+def target_allowed(target: Any, kind: str) -> str | None:
+    """None when ``target`` (a ``_target_`` value) may be instantiated as a ``kind``, else why not."""
+    if not isinstance(target, str) or not _NAME.match(target) or "__" in target:
+        return f"{str(target)[:120]!r} is not a plain dotted import path"
+    if target in USER_TARGETS[kind]:
+        return None
+    prefixes, base = KINDS[kind]
+    if not any(target == p or target.startswith(p) for p in prefixes):
+        return f"{target[:120]!r} is not allowed: " + _hint(kind, target)
+    # an allowed prefix can still reach elsewhere (xgen.nets.vae.os.system): the located object must be a
+    # class of the right kind defined inside the allowed package
+    try:
+        obj = _locate(target)
+        base_cls = _locate(base)
+    except (ImportError, AttributeError):
+        return f"{target[:120]!r} does not exist in this xgen"
+    prefix = next(p for p in prefixes if target == p or target.startswith(p))
+    pkg = ".".join(prefix.split(".")[:2])  # xgen.nets, xgen.data, lightning.pytorch ...
+    if not (isinstance(obj, type) and issubclass(obj, base_cls) and f"{obj.__module__}.".startswith(pkg + ".")):
+        return f"{target[:120]!r} is not a {kind} class of {pkg}: " + _hint(kind, target)
+    return None
+
+
+def check_config_targets(cfg: Any, file: str | Path | None, kind: str = "net", key: str = "") -> None:
+    """Refuse (ConfigError naming ``file``/``key`` and the target) a config that would make Hydra's
+    instantiate run anything but allow-listed ``kind`` classes. Walks the whole mapping."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, (DictConfig, ListConfig)):
+            cfg = OmegaConf.to_container(cfg, resolve=False)
+    except ImportError:  # pragma: no cover
+        pass
+    where = f"{file}: " if file is not None else ""
+    for path, node in _walk(cfg, key):
+        if isinstance(node, str) and "${" in node:
+            raise ConfigError(f"{where}{path}: interpolations ('${{...}}') are not allowed in a config read "
+                              f"from a file; found {node[:80]!r}")
+        if not isinstance(node, Mapping):
+            continue
+        for k in node:
+            if isinstance(k, str) and k.startswith("_") and k.endswith("_") and k not in _HYDRA_KEYS_OK:
+                if k == "_partial_" and node[k] in (False, None):
+                    continue
+                raise ConfigError(f"{where}{path or 'config'}: key {k!r} is not allowed here (only _target_ "
+                                  "with keyword arguments can be instantiated)")
+        if "_target_" in node:
+            why = target_allowed(node["_target_"], kind)
+            if why is not None:
+                raise ConfigError(f"{where}{path + '._target_' if path else '_target_'}: {why}")
+
+
+# ----------------------------------------------------------------------------- tensor digest
+DIGEST_KEY = "xgen_digest"
+
+
+def tensor_digest(state_dict: Mapping[str, Any]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of every tensor of a state dict (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def add_digest(checkpoint: dict) -> None:
+    """Record the digest of ``checkpoint['state_dict']`` (models call this from ``on_save_checkpoint``)."""
+    if isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint[DIGEST_KEY] = {"sha256": tensor_digest(checkpoint["state_dict"])}
+
+
+def verify_digest(checkpoint: Mapping, source: str | Path) -> bool:
+    """Raise ConfigError when the tensors do not match the recorded digest. Returns False for a checkpoint
+    without one (written before xgen recorded digests), True when verified."""
+    rec = checkpoint.get(DIGEST_KEY)
+    if rec is None:
+        return False
+    want = rec.get("sha256") if isinstance(rec, Mapping) else None
+    sd = checkpoint.get("state_dict")
+    if not isinstance(want, str) or not isinstance(sd, Mapping) or tensor_digest(sd) != want:
+        raise ConfigError(f"{source}: the checkpoint's tensors do not match its recorded SHA-256 digest: the "
+                          "file is corrupt or was modified; it was not loaded. Use an earlier checkpoint.")
+    return True
+
+
+# ----------------------------------------------------------------------------- reading files
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` of an xgen checkpoint, every failure one ConfigError naming the
+    file; the tensor digest is verified."""
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint file.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
+            KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError, MemoryError) as e:
+        raise ConfigError(f"{path}: not a readable xgen checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else 'corrupt or truncated'}).") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise ConfigError(f"{path}: not an xgen checkpoint (no state_dict).")
+    verify_digest(ckpt, path)
+    return ckpt
+
+
+def load_yaml(path: str | Path) -> Any:
+    """OmegaConf.load of a run's config file, any failure one ConfigError naming the file."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.load(path)
+    except Exception as e:  # yaml.YAMLError, UnicodeDecodeError, OSError, omegaconf errors...
+        raise ConfigError(f"{path}: not a readable config file ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else 'unreadable'}).") from None
+
+
+RUN_SECTIONS = {"data": "data", "trainer": "trainer"}
+
+
+def check_run_config(cfg: Any, file: str | Path) -> None:
+    """Check every instantiable section of a run directory's ``config.yaml`` before any of it is used:
+    ``model`` (its class in xgen's model registry, its nets allow-listed), ``data``, ``callbacks``,
+    ``logger``, ``trainer``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{file}: not a run configuration (expected a mapping).")
+    model = cfg.get("model")
+    if isinstance(model, Mapping):
+        from xgen.models.base import MODEL_REGISTRY
+
+        target = model.get("_target_")
+        if target is not None and str(target) not in MODEL_REGISTRY and target_allowed(target, "model") is not None:
+            raise ConfigError(f"{file}: model._target_: {str(target)[:120]!r} is not one of xgen's models; a model "
+                              "of your own must be registered first: xgen.models.register_model(MyModel).")
+        check_config_targets({k: v for k, v in model.items() if k != "_target_"}, file, "net", "model")
+    for section, kind in RUN_SECTIONS.items():
+        if cfg.get(section) is not None:
+            check_config_targets(cfg[section], file, kind, section)
+    for name, c in (cfg.get("callbacks") or {}).items():
+        if c is not None:
+            check_config_targets(c, file, "callback", f"callbacks.{name}")
+    for name, c in (cfg.get("logger") or {}).items():
+        if c is not None:
+            check_config_targets(c, file, "logger", f"logger.{name}")
+
+
+def run_data_config(file: str | Path) -> Any:
+    """The ``data:`` section of a run directory's ``config.yaml``, checked (allow-listed data module,
+    nothing else instantiable), or None when it has none. What ``xgen eval <run dir>`` instantiates."""
+    cfg = load_yaml(file)
+    data = cfg.get("data") if hasattr(cfg, "get") else None
+    if data is None:
+        return None
+    check_config_targets(data, file, "data", "data")
+    return data
+
+
+def load_plugins(env: str = "XGEN_PLUGINS") -> list[str]:
+    """Import the modules named in ``$XGEN_PLUGINS`` (comma-separated): the place where a user's code
+    calls :func:`allow_target` / ``register_model`` before xgen reads any file."""
+    import os
+
+    names = [n.strip() for n in os.environ.get(env, "").split(",") if n.strip()]
+    for n in names:
+        try:
+            importlib.import_module(n)
+        except ImportError as e:
+            raise ConfigError(f"${env}: cannot import plugin module {n!r} ({e})") from None
+    return names

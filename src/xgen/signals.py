@@ -1,0 +1,133 @@
+"""SIGTERM, SIGINT and SLURM's pre-emption signal (SIGUSR1) end a run cleanly: checkpoint, summary, exit.
+
+While a job runs, the signals only set a flag (:class:`SignalWatch`); :class:`StopOnSignal` checks it
+after every training batch and at the end of every epoch, saves ``last.ckpt`` of that exact state
+(atomically, with every RNG state and the data position: a resume continues bit for bit), and raises
+:class:`Interrupted`. The training job then writes ``summary.json`` with status ``interrupted`` and
+the command exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT, 138 for SIGUSR1).
+A second signal of the same kind stops at once (no checkpoint).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1")) if s is not None)
+
+
+class Interrupted(Exception):
+    """A signal stopped the run; ``checkpoint`` is where its state was saved (None if nothing could be)."""
+
+    def __init__(self, signum: int, checkpoint: str | None = None, step: int | None = None):
+        self.signum, self.checkpoint, self.step = int(signum), checkpoint, step
+        where = f"; state at step {step} saved to {checkpoint}" if checkpoint else "; no checkpoint was saved"
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}{where}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_ACTIVE: "SignalWatch | None" = None
+
+
+class SignalWatch:
+    """Context manager: while active, SIGTERM/SIGINT/SIGUSR1 set ``self.signum`` instead of killing the
+    process (main thread only; elsewhere it does nothing)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Interrupted(signum)
+        self.signum = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in SIGNALS:
+            prev = signal.signal(s, self.handler)
+            self._previous.setdefault(s, prev)
+
+    def __enter__(self) -> "SignalWatch":
+        global _ACTIVE
+        self._outer = _ACTIVE
+        _ACTIVE = self
+        self.install()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _ACTIVE
+        _ACTIVE = self._outer
+        if threading.current_thread() is threading.main_thread():
+            for s, prev in self._previous.items():
+                signal.signal(s, prev if prev is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def raise_if_signalled(self, checkpoint: str | None = None, step: int | None = None) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, checkpoint, step)
+
+
+def active() -> SignalWatch | None:
+    return _ACTIVE
+
+
+def checkpoint_callback(trainer: Any) -> ModelCheckpoint | None:
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
+            return cb
+    return None
+
+
+def save_last(trainer: Any, run_dir: str | Path) -> str:
+    """Save ``last.ckpt`` of the current state, where the run's checkpoint callback keeps it (else
+    ``<run dir>/checkpoints/last.ckpt``), atomically."""
+    from xgen.callbacks.checkpoint import Checkpoint, install_atomic_io
+
+    install_atomic_io(trainer)
+    cb = checkpoint_callback(trainer)
+    if isinstance(cb, Checkpoint):
+        return cb.save_last_now(trainer)
+    path = str(Path(cb.dirpath if cb is not None else Path(run_dir) / "checkpoints") / "last.ckpt")
+    trainer.save_checkpoint(path)
+    return path
+
+
+class StopOnSignal(Callback):
+    """Checks the active :class:`SignalWatch` after each training batch and epoch: save, then stop."""
+
+    def __init__(self, watch: SignalWatch, run_dir: str | Path):
+        self.watch, self.run_dir = watch, Path(run_dir)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registered its own SIGTERM handler (which exits 0 without saving) when fit started
+        self.watch.install()
+
+    def _stop(self, trainer) -> None:
+        if self.watch.signum is None:
+            return
+        path = save_last(trainer, self.run_dir)
+        self.watch.raise_if_signalled(path, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop(trainer)
+
+
+def attach(trainer: Any, run_dir: str | Path) -> None:
+    """Add :class:`StopOnSignal` for the active watch to ``trainer`` (no-op outside a watch)."""
+    watch = active()
+    if watch is not None and not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
+        trainer.callbacks.append(StopOnSignal(watch, run_dir))

@@ -1,0 +1,466 @@
+"""Every key checked before any data is read: the composed config is validated as a whole, and a run
+refused at that point leaves nothing behind."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger("xgen")
+
+
+def remove_unstarted_run_dir(run_dir: str | Path) -> bool:
+    """Delete a run directory holding only what Hydra writes at launch (``.hydra/``, the job's log):
+    a run refused before it started leaves no directory. Returns True when it was removed."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return False
+    entries = list(d.iterdir())
+    if any(not (p.name == ".hydra" and p.is_dir()) and not (p.is_file() and p.suffix == ".log") for p in entries):
+        return False
+    for h in list(logging.getLogger().handlers):  # Hydra's file handler keeps the log open
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == d:
+            logging.getLogger().removeHandler(h)
+            h.close()
+    shutil.rmtree(d, ignore_errors=True)
+    return not d.exists()
+
+
+def launch_uid() -> str:
+    """A short id unique to this launch (process id + random bits): the suffix of run directories,
+    so launches in the same second, or the tasks of a SLURM array, never share a directory."""
+    import os
+    import secrets
+
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return (f"{task}-" if task else "") + f"{os.getpid() % 100000:05d}{secrets.token_hex(2)}"
+
+
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "checkpoints")
+
+
+def check_fresh_run_dir(cfg, run_dir: str | Path, multirun: bool) -> None:
+    """A fresh run (no ``ckpt_path``) never writes into another run's files: a single run into a
+    directory that already holds one is refused; a multirun job re-run after a failure first moves the
+    previous attempt's files to ``attempt-<k>/``."""
+    from xgen.errors import ConfigError
+
+    d = Path(run_dir)
+    if cfg.get("ckpt_path") or not d.is_dir():
+        return
+    present = [n for n in RUN_FILES if (d / n).exists()]
+    if not present:
+        return
+    if not multirun:
+        raise ConfigError(f"hydra.run.dir={d}: already holds a run ({', '.join(present)}); a new run would mix its "
+                          "files with that one's. Continue it with ckpt_path=last, or choose another hydra.run.dir.")
+    k = 1
+    while (d / f"attempt-{k}").exists():
+        k += 1
+    dest = d / f"attempt-{k}"
+    dest.mkdir()
+    for n in (*RUN_FILES, "samples", "hparams.yaml", "eval.json"):
+        if (d / n).exists():
+            shutil.move(str(d / n), str(dest / n))
+    log.info("moved the previous attempt's files of %s to %s", d, dest)
+
+
+# ----------------------------------------------------------------------------- validate(cfg)
+import math  # noqa: E402
+import typing  # noqa: E402
+from typing import Any, Mapping  # noqa: E402
+
+from xgen.errors import ConfigError  # noqa: E402
+
+_TRAINER_CHOICES = {
+    "accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "precision": ("64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+                  "transformer-engine", "transformer-engine-float16", 64, 32, 16, None),
+    "gradient_clip_algorithm": ("norm", "value", None),
+}
+_POSITIVE_TRAINER = ("max_epochs", "log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes",
+                     "min_epochs")
+# callback arguments that must be >= 1 (their constructors accept 0 silently)
+_POSITIVE = {"SampleGrids": ("nrow", "every_n_epochs", "num_samples", "traversal_steps"),
+             "FID": ("every_n_epochs", "num_samples", "num_samples_final", "batch_size", "max_real_features",
+                     "kid_subsets", "kid_subset_size"),
+             "MutualInformation": ("num_samples", "probe_every_n_steps"),
+             "CollapseGuard": ("patience", "check_every_n_steps"),
+             "RichProgressBar": ("refresh_rate",), "TQDMProgressBar": ("refresh_rate",)}
+_TOP = {"seed": (int, type(None)), "test": (bool,), "skip_completed": (bool,), "jobs_per_gpu": (int,),
+        "matmul_precision": (str, type(None)), "optimized_metric": (str, type(None)), "sweep_name": (str, type(None)),
+        "task_name": (str,), "ckpt_path": (str, type(None))}
+
+
+def _tname(ann: Any) -> str:
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
+def fits(value: Any, ann: Any) -> bool:
+    """Whether a config value can be passed where ``ann`` is declared (plain containers only)."""
+    if ann is Any or ann is inspect_empty or isinstance(ann, (str, typing.TypeVar)):
+        return True
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        return any(fits(value, a) for a in args)
+    import types as _types
+
+    if isinstance(ann, _types.UnionType):
+        return any(fits(value, a) for a in typing.get_args(ann))
+    if origin is typing.Literal:
+        return value in args or str(value) in [str(a) for a in args]
+    if ann is type(None):
+        return value is None
+    if ann is bool:
+        return isinstance(value, bool)
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ann is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ann is str:
+        return isinstance(value, str)
+    import collections.abc as cabc
+
+    seq = (list, tuple, cabc.Sequence, cabc.Iterable, typing.Sequence)
+    if ann in (list, tuple) or origin in (list, tuple, cabc.Sequence, cabc.Iterable):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [a for a in args if a is not Ellipsis]
+        return not inner or all(any(fits(v, a) for a in inner) for v in value)
+    if ann in (dict,) or origin in (dict, cabc.Mapping):
+        return isinstance(value, dict)
+    if ann in seq:
+        return isinstance(value, (list, tuple))
+    return True  # classes, callables, paths...: a config cannot be checked further here
+
+
+import inspect as _inspect  # noqa: E402
+
+inspect_empty = _inspect.Parameter.empty
+
+
+def check_against_signature(section: Mapping, cls: type, key: str, injected: tuple[str, ...] = ()) -> None:
+    """Every key of ``section`` must be a parameter of ``cls`` (unless it takes ``**kwargs``) and its
+    value must fit the parameter's annotation; ConfigError names ``key.<param>`` otherwise."""
+    params: dict[str, Any] = {}
+    hints: dict[str, Any] = {}
+    var_kw = True
+    for klass in (cls.__mro__ if isinstance(cls, type) else (cls,)):  # **kwargs forwarded to a base class
+        init = klass.__dict__.get("__init__") if isinstance(cls, type) else klass
+        if init is None:
+            continue
+        try:
+            sig = _inspect.signature(init)
+        except (TypeError, ValueError):
+            return
+        try:
+            h = typing.get_type_hints(init)
+        except Exception:
+            h = {}
+        for n, p in sig.parameters.items():
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in params:
+                params[n] = p
+                hints.setdefault(n, h.get(n, p.annotation))
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        if not var_kw:
+            break
+    for k, v in section.items():
+        if not isinstance(k, str) or (k.startswith("_") and k.endswith("_")):
+            continue
+        if k in injected:
+            continue
+        if k not in params:
+            if var_kw:
+                continue
+            choices = ", ".join(n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+            raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}; valid keys: {choices}")
+        ann = hints.get(k, params[k].annotation)
+        if isinstance(v, dict) and "_target_" in v:  # a nested config (a network): its own signature
+            from xgen.safety import _locate, target_allowed
+
+            if target_allowed(v["_target_"], "net") is not None:
+                raise ConfigError(f"{key}.{k}._target_: {target_allowed(v['_target_'], 'net')}")
+            check_against_signature(v, _locate(str(v["_target_"])), f"{key}.{k}")
+            continue
+        if isinstance(v, dict):  # a dataclass spec given as a mapping (model.latent)
+            import dataclasses
+
+            for a in (typing.get_args(ann) or (ann,)):
+                if dataclasses.is_dataclass(a):
+                    check_against_signature(v, a, f"{key}.{k}")
+        if not fits(v, ann):
+            raise ConfigError(f"{key}.{k}: expected {_tname(ann)}, got {v!r} ({type(v).__name__})")
+
+
+def _walk_finite(node: Any, key: str) -> None:
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key}: must be a finite number, got {node}")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _walk_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _walk_finite(v, f"{key}[{i}]")
+
+
+def _cls(target: Any, kind: str, key: str) -> type:
+    from xgen.models.base import MODEL_REGISTRY
+    from xgen.safety import _locate, target_allowed
+
+    if kind == "model" and str(target) in MODEL_REGISTRY:
+        return MODEL_REGISTRY[str(target)]
+    why = target_allowed(target, kind)
+    if why is not None:
+        raise ConfigError(f"{key}._target_: {why}")
+    return _locate(str(target))
+
+
+def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
+    """Check every key of a composed training config without reading any data or writing anything:
+    types against the constructors' signatures, allow-listed targets, finite numbers, the trainer's
+    and callbacks' ranges, then build the data module and model (their constructors check values).
+    Raises ConfigError naming the key and the fix."""
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from xgen.train import instantiate
+
+    if isinstance(cfg, DictConfig):
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            if "paths" in cfg and run_dir is not None:
+                cfg.paths.output_dir = str(run_dir)
+        try:
+            c = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # an interpolation that cannot be resolved
+            raise ConfigError(f"{getattr(e, 'full_key', None) or 'config'}: {str(e).splitlines()[0]}") from None
+    else:
+        c = dict(cfg)
+    c.pop("hydra", None)
+    _walk_finite(c, "")
+    for k, types in _TOP.items():
+        if k in c and not isinstance(c[k], types) or (k in c and isinstance(c[k], bool) and bool not in types):
+            raise ConfigError(f"{k}: expected {' or '.join(_tname(t) for t in types)}, got {c[k]!r}")
+    if c.get("seed") is not None and not 0 <= c["seed"] < 2**32:
+        raise ConfigError(f"seed: must be in [0, 2**32), got {c['seed']}")
+    if c.get("matmul_precision") not in (None, "highest", "high", "medium"):
+        raise ConfigError(f"matmul_precision: choose highest, high or medium (or null), got {c['matmul_precision']!r}")
+    if isinstance(c.get("jobs_per_gpu"), int) and c["jobs_per_gpu"] < 1:
+        raise ConfigError(f"jobs_per_gpu: must be >= 1, got {c['jobs_per_gpu']}")
+    if c.get("ckpt_path") not in (None, "last"):
+        from xgen.safety import read_checkpoint
+        from xgen.train import resolve_ckpt
+
+        ck, _ = resolve_ckpt(c["ckpt_path"], Path(run_dir or "."))
+        try:
+            read_checkpoint(ck)
+        except ConfigError as e:
+            raise ConfigError(f"ckpt_path: {e}") from None
+    # sections
+    for section, kind in (("data", "data"), ("model", "model"), ("trainer", "trainer")):
+        node = c.get(section)
+        if not isinstance(node, dict) or "_target_" not in node:
+            raise ConfigError(f"{section}: missing or without _target_ (choose one with {section}=<name>)")
+        cls = _cls(node["_target_"], kind, section)
+        injected = ("image_shape",) if section == "model" else ("callbacks", "logger", "default_root_dir")
+        check_against_signature(node, cls, section, injected)
+    t = c["trainer"]
+    for k, choices in _TRAINER_CHOICES.items():
+        if k in t and t[k] not in choices:
+            raise ConfigError(f"trainer.{k}: choose one of {', '.join(str(x) for x in choices if x is not None)}; "
+                              f"got {t[k]!r}")
+    for k in _POSITIVE_TRAINER:
+        if isinstance(t.get(k), int) and t[k] < 1:
+            extra = " (-1 would train forever; bound it with trainer.max_time instead)" if k == "max_epochs" else ""
+            raise ConfigError(f"trainer.{k}: must be >= 1, got {t[k]}{extra}")
+    if t.get("max_epochs") is None and t.get("max_steps", -1) in (-1, None) and t.get("max_time") is None:
+        raise ConfigError("trainer.max_epochs: null with no trainer.max_steps or trainer.max_time would train forever")
+    for k in ("max_steps",):
+        if isinstance(t.get(k), int) and t[k] < -1 or t.get(k) == 0:
+            raise ConfigError(f"trainer.{k}: must be >= 1 (or -1: no step limit), got {t[k]}")
+    if isinstance(t.get("num_sanity_val_steps"), int) and t["num_sanity_val_steps"] < -1:
+        raise ConfigError(f"trainer.num_sanity_val_steps: must be >= -1, got {t['num_sanity_val_steps']}")
+    if isinstance(t.get("gradient_clip_val"), (int, float)) and t["gradient_clip_val"] < 0:
+        raise ConfigError(f"trainer.gradient_clip_val: must be >= 0, got {t['gradient_clip_val']}")
+    dev = t.get("devices")
+    if dev is not None and not (dev == "auto" or (isinstance(dev, int) and (dev >= 1 or dev == -1))
+                                or (isinstance(dev, list) and all(isinstance(d, int) and d >= 0 for d in dev) and dev)
+                                or (isinstance(dev, str) and dev.replace(",", "").strip().lstrip("-").isdigit())):
+        raise ConfigError(f"trainer.devices: a count >= 1, -1 (all), a list of device ids or 'auto'; got {dev!r}")
+    for lim in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = t.get(lim)
+        if v is not None and not ((isinstance(v, int) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1)):
+            raise ConfigError(f"trainer.{lim}: a number of batches >= 0 or a fraction in [0, 1]; got {v!r}")
+    for group, kind in (("callbacks", "callback"), ("logger", "logger")):
+        node = c.get(group) or {}
+        if not isinstance(node, dict):
+            raise ConfigError(f"{group}: expected a mapping of name -> config, got {node!r}")
+        for name, spec in node.items():
+            if spec is None:
+                continue
+            key = f"{group}.{name}"
+            if not isinstance(spec, dict) or "_target_" not in spec:
+                raise ConfigError(f"{key}: expected a config with _target_ (or null to disable), got {spec!r}")
+            cls = _cls(spec["_target_"], kind, key)
+            check_against_signature(spec, cls, key)
+            for k in _POSITIVE.get(cls.__name__, ()):
+                v = spec.get(k)
+                if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+                    raise ConfigError(f"{key}.{k}: must be >= 1, got {v}")
+    # constructors: value checks of data module, model (networks against the image shape) and callbacks
+    vs = c["data"].get("val_size")
+    if isinstance(vs, float) and not (0 <= vs < 1):
+        raise ConfigError(f"data.val_size: a number of images (integer) or a fraction in [0, 1); got {vs}")
+    fid_arch = [(n, s_.get("arch")) for n, s_ in (c.get("callbacks") or {}).items()
+                if isinstance(s_, dict) and str(s_.get("_target_", "")).endswith(".FID") and "arch" in s_]
+    for n, a in fid_arch:
+        if a not in ("strong", "thesis"):
+            raise ConfigError(f"callbacks.{n}.arch: choose strong or thesis, got {a!r}")
+    if isinstance(dev, list) and str(t.get("accelerator")) in ("auto", "gpu", "cuda"):
+        import torch
+
+        if max(dev) >= torch.cuda.device_count():
+            raise ConfigError(f"trainer.devices: GPU ids {dev}, but this machine has {torch.cuda.device_count()} "
+                              "GPU(s); use a count (trainer.devices=1) or ids that exist")
+    elif isinstance(dev, list):
+        raise ConfigError(f"trainer.devices: device ids {dev} need trainer.accelerator=gpu; on the CPU give a count")
+    import json
+
+    built_key = json.dumps([c["data"], c["model"], c.get("callbacks")], sort_keys=True, default=str)
+    if built_key in _BUILT_OK:  # these exact sections were built before in this process
+        return
+    try:
+        dm = instantiate(OmegaConf.create(c["data"]), "data")
+    except XgenError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"data: {_root_cause(e)}") from None
+    shape = list(getattr(dm, "image_shape", ()))
+    try:
+        model = instantiate(OmegaConf.create(c["model"]), "model", image_shape=shape, _recursive_=False,
+                            _convert_="all")
+    except XgenError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"model: {_root_cause(e)}") from None
+    n_model, n_data = getattr(model, "num_classes", None), getattr(dm, "num_classes", None)
+    if isinstance(n_model, int) and isinstance(n_data, int) and n_model != n_data:
+        raise ConfigError(f"model.num_classes: {n_model}, but data={type(dm).__name__} has {n_data} classes; "
+                          f"set model.num_classes={n_data}")
+    for name, spec in (c.get("callbacks") or {}).items():
+        if spec is not None:
+            try:
+                instantiate(OmegaConf.create(spec), f"callbacks.{name}")
+            except XgenError:
+                raise
+            except Exception as e:
+                raise ConfigError(f"callbacks.{name}: {_root_cause(e)}") from None
+    if len(_BUILT_OK) > 256:
+        _BUILT_OK.clear()
+    _BUILT_OK.add(built_key)
+
+
+_BUILT_OK: set[str] = set()
+
+
+from xgen.errors import XgenError  # noqa: E402
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost error of a Hydra instantiation chain, on one line."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+
+
+def _override_key(o: str) -> str:
+    return o.split("=", 1)[0].strip().lstrip("+~")
+
+
+def hydra_error(e: BaseException, overrides: list[str]) -> ConfigError:
+    """One ConfigError naming the override key for a Hydra composition error (unknown key, unknown
+    group option, bad override syntax)."""
+    import re
+
+    msg = str(e).strip()
+    keys = [_override_key(o) for o in overrides]
+    named = [k for k in keys if k and (f"'{k}'" in msg or f"'{k.split('.')[-1]}'" in msg or f"{k}/" in msg
+                                       or f"'{k}/" in msg)]
+    first = " ".join(msg.splitlines()[:1])
+    m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
+    if m:
+        group, name = m.group(1), m.group(2)
+        avail = re.findall(r"^\s*(\S+)\s*$", msg.split("Available options", 1)[-1], re.M) if "Available" in msg else []
+        avail = [a for a in avail if not a.endswith(":") and "'" not in a]
+        return ConfigError(f"{group}: unknown option {name!r}" + (f"; choose one of {', '.join(avail)}" if avail else ""))
+    if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
+        k = named[0] if named else ", ".join(keys)
+        return ConfigError(f"{k}: not a key of this config ({first}). New keys need a leading '+', e.g. +{k}=...")
+    k = named[0] if named else ", ".join(keys)
+    return ConfigError(f"{k}: {first}")
+
+
+def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str | Path | None = None) -> Any:
+    """Compose the training config for ``overrides`` (as the command does) and :func:`validate` it,
+    without starting Hydra's job: any problem is one ConfigError naming the key. Returns the config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_dir is None:
+        from xgen.cli import CONFIG_DIR as config_dir  # noqa: N811
+    ours = [o for o in overrides if not _override_key(o).startswith("hydra")]
+    if run_dir is None:
+        rd = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "hydra.run.dir"]
+        run_dir = rd[0] if rd else "."
+    was = GlobalHydra.instance().is_initialized()
+    try:
+        if not was:
+            initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
+        try:
+            cfg = compose("train", overrides=ours)
+        except Exception as e:  # hydra.errors.*, omegaconf.errors.*: composition failed
+            raise hydra_error(e, ours) from None
+    finally:
+        if not was:
+            GlobalHydra.instance().clear()
+    validate(cfg, run_dir)
+    return cfg
+
+
+GROUPS = ("data", "model", "callbacks", "logger", "trainer", "paths", "experiment", "hparams_search", "debug", "sweep")
+
+
+def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Apply ``key=value`` / ``+key=value`` overrides to a composed config exactly as Hydra would (its
+    parser types the values; struct mode refuses unknown keys), without composing again: the fast path
+    for checking many overrides against one base config. Group overrides (``data=mnist``) are refused
+    with NotImplementedError: they need a full compose."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = cfg.copy()
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            ov = parser.parse_overrides(overrides=[o])[0]
+        except Exception as e:
+            raise hydra_error(e, [o]) from None
+        key = ov.key_or_group
+        if "/" in key or key in GROUPS or ov.is_delete() or ov.is_sweep_override():
+            raise NotImplementedError(o)
+        value = ov.value()
+        try:
+            if ov.is_add():
+                if OmegaConf.select(cfg, key, throw_on_missing=False) is not None:
+                    raise ConfigError(f"{key}: already in the config; override it without '+'")
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            else:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except XgenError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"{key}: not a key of this config ({' '.join(str(e).split())[:200]}). New keys need "
+                              f"a leading '+', e.g. +{key}=...") from None
+    return cfg
