@@ -90,6 +90,7 @@ def _train_app():
 SUBCOMMANDS = {
     "eval": "xgen.evaluate:main",   # metrics of a checkpoint or run directory
     "report": "xgen.report:main",   # table + plots of a run or multirun directory
+    "explain": "xgen.explain.cli:main",
 }
 
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Retrain the explainability checkpoints shipped in ``src/xgen/weights/explain_*.pt`` — bit for bit.
+
+Each file is an ``xgen`` training run (fixed seed, ``trainer.deterministic=true``, one CPU thread)
+converted to a small checkpoint :func:`xgen.models.load_model` reads (``weights_only=True``): the
+model class, its hyperparameters and its state_dict with floating tensors stored in half precision,
+plus the run's test scores and the command. Usage::
+
+    PYTHONPATH=src python scripts/train_explain_models.py                    # all, into src/xgen/weights
+    PYTHONPATH=src python scripts/train_explain_models.py --only infogan --out /tmp/w
+    PYTHONPATH=src python scripts/train_explain_models.py --check            # retrain into a temp dir, compare
+
+Bit-for-bit holds for the same torch version, CPU and thread count (recorded in each file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# name -> the xgen overrides of that run
+RUNS: dict[str, list[str]] = {
+    # thesis run 114's latent layout (z 62, 1 cat(10), 2 cont) on the quarter-cost InfoGAN nets
+    "infogan": ["experiment=infogan_fmnist_cpu", "trainer.max_epochs=3"],
+    # the thesis's Decision-Map InfoVAE (§4.4): latent size 4
+    "infovae": ["data=fashion_mnist", "model=info_vae", "model.latent_dim=4", "trainer.max_epochs=5"],
+}
+FILES = {"infogan": "explain_infogan_fashion_mnist.pt", "infovae": "explain_infovae_fashion_mnist.pt"}
+SCORES = {"infogan": ("test/cat_acc",), "infovae": ("test/nelbo", "test/rec", "test/kl")}
+COMMON = ["seed=0", "trainer.accelerator=cpu", "trainer.deterministic=true", "logger=csv",
+          "callbacks.progress_bar=null", "callbacks.sample_grids=null", "trainer.enable_model_summary=false"]
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "src" / "xgen" / "weights"
+
+
+def half_state(state: dict) -> dict:
+    """Floating tensors in float16 (loading casts them back into the float32 parameters)."""
+    return {k: (v.detach().cpu().to(dtype=__import__("torch").float16) if v.is_floating_point() else v.detach().cpu())
+            .clone().contiguous() for k, v in state.items()}
+
+
+def convert(ckpt_path: Path, out: Path, meta: dict) -> Path:
+    """Write a Lightning checkpoint as a weights-only, half-precision xgen checkpoint."""
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    record = {"xgen_class": ckpt["xgen_class"], "hyper_parameters": dict(ckpt.get("hyper_parameters") or {}),
+              "state_dict": half_state(ckpt["state_dict"]), "xgen_meta": meta}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(record, out)
+    return out
+
+
+def train_one(name: str, out_dir: Path, threads: int, keep: Path | None = None) -> Path:
+    """Run the xgen training job ``name`` and write its shipped checkpoint."""
+    import torch
+
+    overrides = RUNS[name] + COMMON
+    with tempfile.TemporaryDirectory(prefix=f"xgen-explain-{name}-") as tmp:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   PYTHONHASHSEED="0", CUBLAS_WORKSPACE_CONFIG=":4096:8")
+        cmd = [sys.executable, "-m", "xgen", *overrides, f"hydra.run.dir={tmp}"]
+        print("+", " ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, check=True, env=env, cwd=str(REPO))
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+        scores = {k: summary["metrics"].get(k) for k in SCORES[name]}
+        meta = {"command": "xgen " + " ".join(overrides), "scores": scores, "dataset": "fashion_mnist",
+                "torch_version": str(torch.__version__), "threads": threads}
+        path = convert(Path(tmp) / "checkpoints" / "last.ckpt", out_dir / FILES[name], meta)
+        if keep is not None:
+            shutil.copytree(tmp, keep / name, dirs_exist_ok=True)
+    print(f"{path}: {json.dumps(scores)} size={path.stat().st_size / 1e6:.2f} MB sha256={sha256(path)[:16]}",
+          flush=True)
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """True when two checkpoint files hold bitwise identical tensors."""
+    import torch
+
+    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", default=None, choices=list(RUNS), help="train only these (repeatable)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package's)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (part of bit-for-bit reproducibility)")
+    ap.add_argument("--keep", type=Path, default=None, help="also copy each run directory here")
+    ap.add_argument("--check", action="store_true",
+                    help="retrain into a temp dir and compare with the shipped files bit for bit")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(tempfile.mkdtemp(prefix="xgen-explain-weights-")) if args.check else args.out
+    ok = True
+    for name in args.only or list(RUNS):
+        path = train_one(name, out, args.threads, args.keep)
+        if args.check:
+            shipped = DEFAULT_OUT / path.name
+            same = shipped.is_file() and same_weights(path, shipped)
+            ok &= same
+            print(f"{path.name}: {'identical to' if same else 'DIFFERENT from'} {shipped}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
