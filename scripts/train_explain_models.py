@@ -32,7 +32,10 @@ RUNS: dict[str, list[str]] = {
     # the thesis's Decision-Map InfoVAE (§4.4): latent size 4
     "infovae": ["data=fashion_mnist", "model=info_vae", "model.latent_dim=4", "trainer.max_epochs=5"],
 }
-FILES = {"infogan": "explain_infogan_fashion_mnist.pt", "infovae": "explain_infovae_fashion_mnist.pt"}
+FILES = {"infogan": "explain_infogan_fashion_mnist.pt", "infovae": "explain_infovae_fashion_mnist.pt",
+         "encoder": "explain_infogan_encoder_fashion_mnist.pt"}
+# the inversion encoder of the shipped InfoGAN (xgen.explain.train_inversion), trained after it
+ENCODER = {"steps": 3000, "batch_size": 64, "lr": 1e-3, "image_weight": 1.0, "real": 10000, "seed": 0}
 SCORES = {"infogan": ("test/cat_acc",), "infovae": ("test/nelbo", "test/rec", "test/kl")}
 COMMON = ["seed=0", "trainer.accelerator=cpu", "trainer.deterministic=true", "logger=csv",
           "callbacks.progress_bar=null", "callbacks.sample_grids=null", "trainer.enable_model_summary=false"]
@@ -81,6 +84,37 @@ def train_one(name: str, out_dir: Path, threads: int, keep: Path | None = None) 
     return path
 
 
+def train_encoder(out_dir: Path, threads: int) -> Path:
+    """Fit the inversion encoder of ``out_dir``'s InfoGAN and write it (half precision) with its test
+    reconstruction error."""
+    import torch
+
+    from xgen.data.base import to_value_range
+    from xgen.data.mnist import FashionMNISTDataModule
+    from xgen.explain.inversion import InvertedGAN, reconstruction_error, save_encoder, train_inversion
+    from xgen.models import load_model
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    gan = load_model(out_dir / FILES["infogan"])
+    dm = FashionMNISTDataModule()
+    xtr, _ = dm.load_split("train")
+    xte, _ = dm.load_split("test")
+    real = to_value_range(xtr[:ENCODER["real"]], gan.value_range)
+    print(f"+ train_inversion({FILES['infogan']}, {ENCODER})", flush=True)
+    enc = train_inversion(gan, steps=ENCODER["steps"], batch_size=ENCODER["batch_size"], lr=ENCODER["lr"],
+                          image_weight=ENCODER["image_weight"], real_images=real, seed=ENCODER["seed"],
+                          log_every=500)
+    enc = enc.half().float()  # score what is shipped: the half-precision weights
+    test = to_value_range(xte[:1000], gan.value_range)
+    scores = {"test_mse_encoder": reconstruction_error(InvertedGAN(gan, enc), test),
+              "test_mse_refined_50": reconstruction_error(InvertedGAN(gan, enc, refine_steps=50), test)}
+    path = save_encoder(out_dir / FILES["encoder"], enc.half(), gan=FILES["infogan"], settings=ENCODER,
+                        scores=scores, torch_version=str(torch.__version__), threads=threads)
+    print(f"{path}: {json.dumps(scores)} size={path.stat().st_size / 1e6:.2f} MB sha256={sha256(path)[:16]}", flush=True)
+    return path
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -95,7 +129,8 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", action="append", default=None, choices=list(RUNS), help="train only these (repeatable)")
+    ap.add_argument("--only", action="append", default=None, choices=list(FILES),
+                    help="train only these (repeatable; encoder needs the infogan file in --out)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package's)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (part of bit-for-bit reproducibility)")
     ap.add_argument("--keep", type=Path, default=None, help="also copy each run directory here")
@@ -107,8 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="xgen-explain-weights-")) if args.check else args.out
     ok = True
-    for name in args.only or list(RUNS):
-        path = train_one(name, out, args.threads, args.keep)
+    for name in args.only or list(FILES):
+        if name == "encoder":
+            if args.check and not (out / FILES["infogan"]).is_file():
+                shutil.copy(DEFAULT_OUT / FILES["infogan"], out / FILES["infogan"])
+            path = train_encoder(out, args.threads)
+        else:
+            path = train_one(name, out, args.threads, args.keep)
         if args.check:
             shipped = DEFAULT_OUT / path.name
             same = shipped.is_file() and same_weights(path, shipped)

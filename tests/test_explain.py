@@ -72,6 +72,16 @@ class PixelClassifier(nn.Module):
 INFOGAN_LATENT = LatentSpec(noise=3, categorical=[4], continuous=2)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tiny networks gain nothing from threads, and on a shared 2-core machine two threads
+    made the inversion test 8x slower (spin-waiting); restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ============================================================================ axes, traversals, interpolation
 def test_parse_axis_columns_and_unknown_codes():
     spec = LatentSpec(noise=62, categorical=[10], continuous=2)
@@ -231,19 +241,19 @@ class LinearGAN(CopyDecoder):
 def test_inversion_encoder_learns_a_gan_inverse(tmp_path):
     torch.manual_seed(0)
     gan = LinearGAN(INFOGAN_LATENT)
-    enc = train_inversion(gan, steps=300, batch_size=64, seed=0)
+    enc = train_inversion(gan, steps=150, batch_size=32, seed=0, channels=(16,), hidden=64, lr=3e-3)
     inv = InvertedGAN(gan, enc)
     assert isinstance(inv, Encodes) and isinstance(inv, Decodes) and isinstance(inv, Generative)
     codes = gan.latent.sample_codes(256, generator=torch.Generator().manual_seed(5))
     x = gan.decode(gan.latent.assemble(codes)).detach()
     err = reconstruction_error(inv, x)
     assert err["mse"] < 0.25 * err["mean_image_mse"], err
-    refined = reconstruction_error(InvertedGAN(gan, enc, refine_steps=50), x)
+    refined = reconstruction_error(InvertedGAN(gan, enc, refine_steps=20), x)
     assert refined["mse"] < err["mse"]
     p = save_encoder(tmp_path / "enc.pt", enc, note="t")
     back = load_encoder(p)
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), back.state_dict().values()))
-    other = InversionEncoder((1, 4, 4), LatentSpec(noise=5, categorical=[4], continuous=2))
+    other = InversionEncoder((1, 4, 4), LatentSpec(noise=5, categorical=[4], continuous=2), (8,), 16)
     with pytest.raises(ConfigError, match="encoder: it inverts"):
         InvertedGAN(gan, other)
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
