@@ -131,17 +131,17 @@ class DecisionMaps:
             if r.flipped:
                 cf = (to_unit(self.counterfactuals[i], vr),
                       f"{names[r.new_class]} p={r.new_prob:.2f}\n({names[r.original_class][:9]} p={r.original_prob_at_new:.2f})")
-                hm = (self.maps[i].numpy(), f"λ = {r.step:.1f}")
+                hm = (self.maps[i].numpy(), f"λ = {r.step:.1f}, max|Δ| = {r.map_max:.2f}")
             else:
                 cf = (to_unit(self.counterfactuals[i], vr), f"no class change\nfor λ < {self.settings.get('max_step')}")
-                hm = (self.maps[i].numpy(), "at the λ bound (no flip)")
+                hm = (self.maps[i].numpy(), f"at the λ bound, max|Δ| = {r.map_max:.2f}")
             panels.append([orig, rec, cf, hm])
         d = self.settings.get("direction", "lower")
         title = title or (f"Decision maps ({d} p(class), {self.settings.get('gradient')} gradient): "
                           f"{sum(r.flipped for r in self.results)}/{len(self.results)} flipped")
         return image_rows_figure(panels, path, col_titles=["original", "reconstruction", "counterfactual",
-                                                           "map: counterfactual − recon."],
-                                 title=title, heat_cols=[3], heat_label="pixel change (red brighter, blue darker)")
+                                                           "map (red brighter, blue darker)"],
+                                 title=title, heat_cols=[3])
 
 
 def _probs(model: Decodes, clf: ExplainedClassifier, z: Tensor, vr) -> Tensor:

@@ -107,18 +107,13 @@ def save(fig, path: str | Path | None):
 
 def image_rows_figure(rows: Sequence[Sequence[tuple[Tensor | np.ndarray, str]]], path: str | Path | None,
                       col_titles: Sequence[str] = (), title: str = "", heat_cols: Sequence[int] = (),
-                      heat_label: str = "", cell_inches: float = 1.5):
-    """Rows of (image or heat map, caption) panels; columns in ``heat_cols`` are drawn as a diverging
-    heat map (blue: darker than the reference, red: brighter) with a shared colour bar."""
+                      cell_inches: float = 1.5):
+    """Rows of (image or heat map, caption) panels. Columns in ``heat_cols`` are drawn as diverging
+    heat maps (red: brighter than the reference, blue: darker), each on its own symmetric scale
+    ±max|value| (a shared scale hides the small maps); the caption should state that maximum."""
     plt = _mpl()
     nr, nc = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(nr, nc, figsize=(nc * cell_inches + 0.8, nr * (cell_inches + 0.35) + 0.5), squeeze=False)
-    vmax = 1e-6
-    for r in rows:
-        for j in heat_cols:
-            if j < len(r):
-                vmax = max(vmax, float(np.abs(np.asarray(r[j][0])).max()))
-    im = None
+    fig, axes = plt.subplots(nr, nc, figsize=(nc * cell_inches + 0.4, nr * (cell_inches + 0.4) + 0.5), squeeze=False)
     for i, r in enumerate(rows):
         for j in range(nc):
             ax = axes[i][j]
@@ -129,7 +124,9 @@ def image_rows_figure(rows: Sequence[Sequence[tuple[Tensor | np.ndarray, str]]],
                 continue
             img, cap = r[j]
             if j in heat_cols:
-                im = ax.imshow(np.asarray(img), cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+                a = np.asarray(img)
+                vmax = max(float(np.abs(a).max()), 1e-6)
+                ax.imshow(a, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
             else:
                 a = _cell(img) if isinstance(img, Tensor) else np.asarray(img)
                 ax.imshow(a, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -139,10 +136,6 @@ def image_rows_figure(rows: Sequence[Sequence[tuple[Tensor | np.ndarray, str]]],
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    if im is not None:
-        cb = fig.colorbar(im, ax=[a for row in axes for a in row], shrink=0.6, pad=0.02)
-        cb.set_label(heat_label, fontsize=7)
-        cb.ax.tick_params(labelsize=6)
     return save(fig, path)
 
 

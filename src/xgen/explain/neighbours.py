@@ -84,7 +84,7 @@ class Neighbours:
                   for j in range(k)]
             panels.append(r)
         s = self.stats
-        title = title or (f"nearest training images; {100 * s['frac_closer_pixel']:.0f}% (pixel) / "
+        title = title or (f"nearest training images (d: Euclidean distance)\n{100 * s['frac_closer_pixel']:.0f}% (pixel) / "
                           f"{100 * s['frac_closer_feature']:.0f}% (feature) of samples are closer than the median "
                           f"test image ({s['test_pixel_median']:.2f} / {s['test_feature_median']:.2f})")
         return image_rows_figure(panels, path, col_titles=cols, title=title, cell_inches=1.0)
