@@ -28,14 +28,14 @@ from pathlib import Path
 # name -> the xgen overrides of that run
 RUNS: dict[str, list[str]] = {
     # thesis run 114's latent layout (z 62, 1 cat(10), 2 cont) on the quarter-cost InfoGAN nets
-    "infogan": ["experiment=infogan_fmnist_cpu", "trainer.max_epochs=3"],
+    "infogan": ["experiment=infogan_fmnist_cpu", "trainer.max_epochs=5"],
     # the thesis's Decision-Map InfoVAE (§4.4): latent size 4
     "infovae": ["data=fashion_mnist", "model=info_vae", "model.latent_dim=4", "trainer.max_epochs=5"],
 }
 FILES = {"infogan": "explain_infogan_fashion_mnist.pt", "infovae": "explain_infovae_fashion_mnist.pt",
          "encoder": "explain_infogan_encoder_fashion_mnist.pt"}
 # the inversion encoder of the shipped InfoGAN (xgen.explain.train_inversion), trained after it
-ENCODER = {"steps": 3000, "batch_size": 64, "lr": 1e-3, "image_weight": 1.0, "real": 10000, "seed": 0}
+ENCODER = {"steps": 1500, "batch_size": 64, "lr": 1e-3, "image_weight": 1.0, "real": 10000, "seed": 0}
 SCORES = {"infogan": ("test/cat_acc",), "infovae": ("test/nelbo", "test/rec", "test/kl")}
 COMMON = ["seed=0", "trainer.accelerator=cpu", "trainer.deterministic=true", "logger=csv",
           "callbacks.progress_bar=null", "callbacks.sample_grids=null", "trainer.enable_model_summary=false"]
@@ -61,21 +61,25 @@ def convert(ckpt_path: Path, out: Path, meta: dict) -> Path:
     return out
 
 
-def train_one(name: str, out_dir: Path, threads: int, keep: Path | None = None) -> Path:
-    """Run the xgen training job ``name`` and write its shipped checkpoint."""
+def train_one(name: str, out_dir: Path, threads: int, keep: Path | None = None, resume: Path | None = None) -> Path:
+    """Run the xgen training job ``name`` and write its shipped checkpoint. ``resume``: a kept run
+    directory of the same job with fewer epochs, continued to the configured number (xgen resumes bit
+    for bit, so the result equals a run from scratch)."""
     import torch
 
     overrides = RUNS[name] + COMMON
+    extra = [f"ckpt_path={resume / 'checkpoints' / 'last.ckpt'}"] if resume is not None else []
     with tempfile.TemporaryDirectory(prefix=f"xgen-explain-{name}-") as tmp:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    PYTHONHASHSEED="0", CUBLAS_WORKSPACE_CONFIG=":4096:8")
-        cmd = [sys.executable, "-m", "xgen", *overrides, f"hydra.run.dir={tmp}"]
+        cmd = [sys.executable, "-m", "xgen", *overrides, *extra, f"hydra.run.dir={tmp}"]
         print("+", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=str(REPO))
         summary = json.loads((Path(tmp) / "summary.json").read_text())
         scores = {k: summary["metrics"].get(k) for k in SCORES[name]}
         meta = {"command": "xgen " + " ".join(overrides), "scores": scores, "dataset": "fashion_mnist",
-                "torch_version": str(torch.__version__), "threads": threads}
+                "torch_version": str(torch.__version__), "threads": threads,
+                "resumed_from_epochs_of": str(resume) if resume is not None else None}
         path = convert(Path(tmp) / "checkpoints" / "last.ckpt", out_dir / FILES[name], meta)
         if keep is not None:
             shutil.copytree(tmp, keep / name, dirs_exist_ok=True)
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: the package's)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (part of bit-for-bit reproducibility)")
     ap.add_argument("--keep", type=Path, default=None, help="also copy each run directory here")
+    ap.add_argument("--resume", type=Path, default=None,
+                    help="continue a run directory kept with --keep (same job, fewer epochs) instead of starting over")
     ap.add_argument("--check", action="store_true",
                     help="retrain into a temp dir and compare with the shipped files bit for bit")
     args = ap.parse_args(argv)
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(DEFAULT_OUT / FILES["infogan"], out / FILES["infogan"])
             path = train_encoder(out, args.threads)
         else:
-            path = train_one(name, out, args.threads, args.keep)
+            path = train_one(name, out, args.threads, args.keep, args.resume)
         if args.check:
             shipped = DEFAULT_OUT / path.name
             same = shipped.is_file() and same_weights(path, shipped)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from xgen.errors import ConfigError
 from xgen.explain.common import ExplainedClassifier, as_classifier, module_device, to_unit
 from xgen.explain.figures import image_rows_figure
-from xgen.protocols import Decodes, Encodes, require
+from xgen.protocols import Decodes, Encodes, Generative, require
 
 __all__ = ["DecisionMapResult", "DecisionMaps", "decision_maps", "latent_direction", "DIRECTIONS", "GRADIENTS"]
 
@@ -194,6 +194,9 @@ def decision_maps(model, classifier: ExplainedClassifier | nn.Module, images: Te
         raise ConfigError(f"step/max_step: need 0 < step < max_step, got step={step}, max_step={max_step}")
     if images.ndim != 4:
         raise ConfigError(f"images: expected (B, C, H, W), got {tuple(images.shape)}")
+    if isinstance(model, Generative) and tuple(images.shape[1:]) != tuple(model.image_shape):
+        raise ConfigError(f"images: {type(model).__name__} reads {tuple(model.image_shape)} images, got "
+                          f"{tuple(images.shape[1:])}; use the dataset the model was trained on")
     clf = as_classifier(classifier)
     clf.check_input(images.shape[1:], "the images")
     vr = tuple(float(v) for v in model.value_range)
