@@ -28,7 +28,7 @@ from pathlib import Path
 # name -> the xgen overrides of that run
 RUNS: dict[str, list[str]] = {
     # thesis run 114's latent layout (z 62, 1 cat(10), 2 cont) on the quarter-cost InfoGAN nets
-    "infogan": ["experiment=infogan_fmnist_cpu", "trainer.max_epochs=5"],
+    "infogan": ["experiment=infogan_fmnist_cpu", "trainer.max_epochs=3"],
     # the thesis's Decision-Map InfoVAE (§4.4): latent size 4
     "infovae": ["data=fashion_mnist", "model=info_vae", "model.latent_dim=4", "trainer.max_epochs=5"],
 }

@@ -130,7 +130,7 @@ class DecisionMaps:
             rec = (to_unit(self.reconstructions[i], vr), f"{names[r.original_class]} p={r.original_prob:.2f}")
             if r.flipped:
                 cf = (to_unit(self.counterfactuals[i], vr),
-                      f"{names[r.new_class]} p={r.new_prob:.2f}\n({names[r.original_class][:9]} p={r.original_prob_at_new:.2f})")
+                      f"{names[r.new_class]} p={r.new_prob:.2f}\n({names[r.original_class][:11]} p={r.original_prob_at_new:.2f})")
                 hm = (self.maps[i].numpy(), f"λ = {r.step:.1f}, max|Δ| = {r.map_max:.2f}")
             else:
                 cf = (to_unit(self.counterfactuals[i], vr), f"no class change\nfor λ < {self.settings.get('max_step')}")
@@ -140,7 +140,7 @@ class DecisionMaps:
         title = title or (f"Decision maps ({d} p(class), {self.settings.get('gradient')} gradient): "
                           f"{sum(r.flipped for r in self.results)}/{len(self.results)} flipped")
         return image_rows_figure(panels, path, col_titles=["original", "reconstruction", "counterfactual",
-                                                           "map (red brighter, blue darker)"],
+                                                           "map (red: brighter)"],
                                  title=title, heat_cols=[3])
 
 
