@@ -179,7 +179,7 @@ def train_inversion(gan: nn.Module, steps: int = 2000, batch_size: int = 64, lr:
         loss.backward()
         opt.step()
         if log_every and (t + 1) % log_every == 0:
-            print(f"inversion step {t + 1}/{steps}: loss {float(loss):.4f}", flush=True)
+            print(f"inversion step {t + 1}/{steps}: loss {float(loss.detach()):.4f}", flush=True)
     enc.eval()
     return enc
 
