@@ -61,7 +61,10 @@ def load_classifier(spec: str, dataset: str):
     p = Path(spec)
     if not p.is_file():
         raise ConfigError(f"--classifier: {spec}: no such file; use thesis, strong or a classifier weight file")
-    rec = torch.load(p, map_location="cpu", weights_only=True) if p.suffix in (".pt", ".pth") else None
+    try:
+        rec = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or a pickle with code in it
+        raise ConfigError(f"--classifier: {spec}: not a readable classifier file ({type(e).__name__})") from None
     if isinstance(rec, dict) and rec.get("format") == "xgen-classifier/1":
         return shipped_classifier(dataset, weights=str(p))
     from xgen.models import load_model
@@ -126,8 +129,11 @@ def _print(obj) -> None:
 def cmd_traverse(args) -> int:
     from xgen.explain.traversals import grid2d, traverse
 
+    from xgen.explain.common import default_axes
+
     model = load_explain_model(args.model)
     span = tuple(args.span)
+    args.code = args.code or default_axes(model.latent)[1]
     if args.by:
         t = grid2d(model, args.by, args.code, steps=args.steps, span=span, seed=args.seed)
         name = f"grid_{args.by}_{args.code}.png"
@@ -307,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("traverse", help="traverse one code/latent unit (or a 2-D grid with --by)")
     common(p, "infogan")
-    p.add_argument("--code", default="cont0", help="axis across: cat<i> | cont<i> | z<i> (default cont0)")
+    p.add_argument("--code", default=None, help="axis across: cat<i> | cont<i> | z<i> (default cont0, or z1 for a VAE)")
     p.add_argument("--by", default=None, help="axis down for a 2-D grid (e.g. cat0); default: rows are prior draws")
     p.add_argument("--span", type=float, nargs=2, default=(-2.0, 2.0), help="range (default -2 2, report §2.3)")
     p.add_argument("--steps", type=int, default=10)
