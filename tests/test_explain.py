@@ -326,3 +326,20 @@ def test_cli_grid_on_shipped_infogan(capsys, tmp_path):
     flags = sum(line.endswith("True") for line in cells[1:])
     assert flags == out["turning_points"]
     assert (tmp_path / "explainability_grid.png").stat().st_size > 20000
+
+
+@pytest.mark.skipif("infogan-encoder" not in SHIPPED or "infogan" not in SHIPPED, reason="no shipped encoder")
+def test_shipped_inversion_encoder_reconstructs_test_images(capsys, tmp_path):
+    from xgen.data.mnist import FashionMNISTDataModule
+    from xgen.models import load_model
+
+    gan = load_model(SHIPPED["infogan"])
+    inv = InvertedGAN(gan, load_encoder(SHIPPED["infogan-encoder"]))
+    x, _ = FashionMNISTDataModule().load_split("test")
+    err = reconstruction_error(inv, x[:200].float() / 127.5 - 1.0)
+    assert err["mse"] < 0.5 * err["mean_image_mse"], err  # shipped: 0.030 vs 0.087 on 1000 test images
+    assert explain_main(["decision-map", "--model", "infogan", "--encoder", "shipped", "--images", "0-3",
+                         "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{\n"):])
+    assert summary["images"] == 4 and summary["settings"]["model"] == "InvertedGAN"
