@@ -18,6 +18,7 @@ from xgen.config import CONFIG_DIR  # noqa: F401  (re-exported: xgen.cli.CONFIG_
 SUBCOMMANDS: dict[str, str] = {
     "eval": "xgen.cli.eval:main",      # metrics of a checkpoint, run or multirun directory -> eval.json
     "report": "xgen.cli.report:main",  # table + plots of a run or multirun directory
+    "explain": "xgen.explain.cli:main",  # traversals, Explainability Grids, Decision Maps, ... of a checkpoint
     "human-eval": "xgen.human_eval:main",  # a local page where people tell real from generated images
 }
 """``xgen <name> ...`` -> ``"module:function"``; the function takes argv and returns the exit status.

@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not args.feature_layer:
                 raise ConfigError("--feature-layer: --method feature-prior needs the layer whose maps the prior inverts")
-            from xgen.evaluate import data_module
+            from xgen.cli.eval import data_module
 
             images = data_module(None, args.data).split("train")[0][: args.prior_images]
             prior, _ = train_feature_prior(net, args.feature_layer, images, epochs=args.prior_epochs, seed=args.seed,

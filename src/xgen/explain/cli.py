@@ -1,0 +1,409 @@
+"""``xgen explain <tool> ...``: the explainability tools on checkpoints, writing figures and results.
+
+Tools: traverse, interpolate, arithmetic, grid (InfoGAN Explainability Grid), decision-map (InfoVAE
+Decision Maps; GANs through an inversion encoder), invert (train that encoder), neighbours
+(memorisation check). ``--model`` takes a checkpoint path or the name of a shipped checkpoint
+(``infogan``, ``infovae``); the defaults use the shipped Fashion-MNIST checkpoints and classifier.
+Every failure is one ``xgen explain: error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from xgen.errors import ConfigError, XgenError
+
+TOOLS = ("traverse", "interpolate", "arithmetic", "grid", "decision-map", "invert", "neighbours", "activation-max")
+DATASETS = ("fashion_mnist", "mnist", "digits")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own status)
+        raise _Usage(message)
+
+
+class _Usage(Exception):
+    pass
+
+
+# ============================================================================ loading
+def load_explain_model(spec: str, encoder: str | None = None, refine_steps: int = 0):
+    """A checkpoint path or a shipped name -> the model in eval mode; with ``encoder`` (or for the
+    shipped InfoGAN, its shipped encoder when asked for one) a GAN becomes an :class:`InvertedGAN`."""
+    from xgen.explain.inversion import InvertedGAN, load_encoder
+    from xgen.explain.shipped import SHIPPED, shipped_checkpoint
+    from xgen.models import load_model
+
+    path = shipped_checkpoint(spec) if spec in SHIPPED else Path(spec)
+    model = load_model(path)
+    model.eval()
+    if encoder is not None:
+        enc_path = shipped_checkpoint("infogan-encoder") if encoder == "shipped" else Path(encoder)
+        model = InvertedGAN(model, load_encoder(enc_path).to(next(model.parameters()).device), refine_steps)
+        model.eval()
+    return model
+
+
+def load_classifier(spec: str, dataset: str):
+    """``thesis`` / ``strong`` (shipped for ``dataset``) or a classifier weight file / xgen Classifier
+    checkpoint."""
+    from xgen.explain.common import FASHION_MNIST_CLASSES, ExplainedClassifier, shipped_classifier
+
+    if spec in ("thesis", "strong"):
+        return shipped_classifier(dataset, spec)
+    p = Path(spec)
+    if not p.is_file():
+        raise ConfigError(f"--classifier: {spec}: no such file; use thesis, strong or a classifier weight file")
+    try:
+        rec = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or a pickle with code in it
+        raise ConfigError(f"--classifier: {spec}: not a readable classifier file ({type(e).__name__})") from None
+    if isinstance(rec, dict) and rec.get("format") == "xgen-classifier/1":
+        return shipped_classifier(dataset, weights=str(p))
+    from xgen.models import load_model
+    from xgen.protocols import Classifies
+
+    m = load_model(p, expect=Classifies, tool="--classifier")
+    names = FASHION_MNIST_CLASSES if dataset == "fashion_mnist" and m.num_classes == 10 else None
+    return ExplainedClassifier(m, tuple(m.value_range), names, tuple(getattr(m, "image_shape", ())) or None)
+
+
+def load_split(dataset: str, split: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, C, H, W) and labels of a dataset split."""
+    if dataset == "fashion_mnist":
+        from xgen.data.mnist import FashionMNISTDataModule as DM
+    elif dataset == "mnist":
+        from xgen.data.mnist import MNISTDataModule as DM
+    elif dataset == "digits":
+        from xgen.data.digits import DigitsDataModule as DM
+    else:
+        raise ConfigError(f"--data: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    return DM(root=root).load_split(split)
+
+
+def parse_indices(spec: str, n: int, key: str = "--images") -> list[int]:
+    """``0-49`` / ``3,17,1001`` -> indices, each checked against a split of ``n`` images."""
+    out: list[int] = []
+    try:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out += list(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"{key}: {spec!r} is not a list of indices (e.g. 0-49 or 3,17,1001)") from None
+    bad = [i for i in out if not 0 <= i < n]
+    if bad:
+        raise ConfigError(f"{key}: index {bad[0]} is outside the dataset split ({n} images: 0..{n - 1})")
+    if not out:
+        raise ConfigError(f"{key}: no indices given")
+    return out
+
+
+def _images_in_range(x_uint8: torch.Tensor, value_range) -> torch.Tensor:
+    from xgen.data.base import to_value_range
+
+    return to_value_range(x_uint8, value_range)
+
+
+def _out(args, name: str) -> Path:
+    p = Path(args.out)
+    p.mkdir(parents=True, exist_ok=True)
+    return p / name
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=1, default=str))
+
+
+# ============================================================================ tools
+def cmd_traverse(args) -> int:
+    from xgen.explain.traversals import grid2d, traverse
+
+    from xgen.explain.common import default_axes
+
+    model = load_explain_model(args.model)
+    span = tuple(args.span)
+    args.code = args.code or default_axes(model.latent)[1]
+    if args.by:
+        t = grid2d(model, args.by, args.code, steps=args.steps, span=span, seed=args.seed)
+        name = f"grid_{args.by}_{args.code}.png"
+    else:
+        t = traverse(model, args.code, steps=args.steps, span=span, rows=args.rows, seed=args.seed)
+        name = f"traverse_{args.code}.png"
+    path = t.figure(_out(args, args.prefix + name), title=f"{type(model).__name__}: {t.col_axis} over "
+                    f"[{span[0]:g}, {span[1]:g}]")
+    _print({"figure": str(path), "rows": t.row_axis, "cols": t.col_axis, "col_values": t.col_values})
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from xgen.explain.traversals import interpolate, interpolate_images
+
+    model = load_explain_model(args.model, args.encoder, args.refine_steps)
+    paths = {}
+    for method in (["linear", "slerp"] if args.method == "both" else [args.method]):
+        if args.images:
+            x, _ = load_split(args.data, "test", args.data_root)
+            ij = parse_indices(args.images, len(x))
+            if len(ij) != 2:
+                raise ConfigError(f"--images: give exactly two test indices, e.g. --images 0,1 (got {len(ij)})")
+            i, j = ij
+            xs = _images_in_range(x[[i, j]], model.value_range)
+            t = interpolate_images(model, xs[0], xs[1], args.steps, method)
+            title = f"{method} interpolation between test images #{i} and #{j}"
+        else:
+            g = torch.Generator().manual_seed(args.seed)
+            a, b = model.latent.sample(2, generator=g)
+            t = interpolate(model, a, b, args.steps, method)
+            title = f"{method} interpolation between two prior draws (seed {args.seed})"
+        paths[method] = str(t.figure(_out(args, f"{args.prefix}interpolate_{method}.png"), title=title))
+    _print({"figures": paths})
+    return 0
+
+
+def cmd_arithmetic(args) -> int:
+    from xgen.explain.traversals import latent_arithmetic
+
+    model = load_explain_model(args.model, args.encoder, args.refine_steps)
+    groups = {}
+    if args.images:
+        from xgen.protocols import Encodes, require
+
+        require(model, Encodes, "arithmetic on images", "Fix: use a VAE, or a GAN with --encoder.")
+        x, _ = load_split(args.data, "test", args.data_root)
+    else:
+        bank = model.latent.sample(args.bank, generator=torch.Generator().manual_seed(args.seed))
+    for spec in args.group:
+        name, _, rest = spec.partition("=")
+        if not name or not rest:
+            raise ConfigError(f"--group: {spec!r}; write NAME=i,j,k")
+        if args.images:
+            idx = parse_indices(rest, len(x), "--group")
+            with torch.no_grad():
+                groups[name] = model.encode(_images_in_range(x[idx], model.value_range)).mean.cpu()
+        else:
+            idx = parse_indices(rest, args.bank, "--group")
+            groups[name] = bank[idx]
+    sub_names = args.sub if args.sub is not None else list(groups)[1::2]
+    unknown = [n for n in sub_names if n not in groups]
+    if unknown:
+        raise ConfigError(f"--sub: no group named {unknown[0]!r} (groups: {', '.join(groups)})")
+    coefs = {n: (-1.0 if n in sub_names else 1.0) for n in groups}
+    a = latent_arithmetic(model, groups, coefs, n=args.n, noise_std=args.noise_std, seed=args.seed)
+    path = a.figure(_out(args, f"{args.prefix}arithmetic.png"))
+    _print({"figure": str(path), "coefficients": coefs})
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from xgen.explain.common import as_classifier
+    from xgen.explain.grids import explainability_grid
+
+    t0 = time.perf_counter()
+    model = load_explain_model(args.model)
+    clf = as_classifier(load_classifier(args.classifier, args.data), model)
+    g = explainability_grid(model, clf, args.rows, args.cols, steps=args.steps, span=tuple(args.span), seed=args.seed)
+    png = g.figure(_out(args, f"{args.prefix}explainability_grid.png"))
+    csv_p = g.save_csv(_out(args, f"{args.prefix}explainability_grid.csv"))
+    js = g.save_json(_out(args, f"{args.prefix}explainability_grid.json"))
+    out = {"figure": str(png), "csv": str(csv_p), "json": str(js), **g.counts(),
+           "seconds": round(time.perf_counter() - t0, 2)}
+    _print(out)
+    return 0
+
+
+def cmd_decision_map(args) -> int:
+    from xgen.explain.decision_maps import decision_maps
+
+    t0 = time.perf_counter()
+    model = load_explain_model(args.model, args.encoder, args.refine_steps)
+    x, y = load_split(args.data, "test", args.data_root)
+    idx = parse_indices(args.images, len(x))
+    clf = load_classifier(args.classifier, args.data)
+    dm = decision_maps(model, clf, _images_in_range(x[idx], model.value_range), direction=args.direction,
+                       gradient=args.gradient, delta=args.delta, step=args.step, max_step=args.max_step,
+                       normalize=not args.raw, labels=y[idx], indices=idx)
+    png = dm.figure(_out(args, f"{args.prefix}decision_maps.png"), rows=args.figure_rows)
+    js = dm.save_json(_out(args, f"{args.prefix}decision_maps.json"))
+    cs = dm.save_csv(_out(args, f"{args.prefix}decision_maps.csv"))
+    mp = dm.save_maps(_out(args, f"{args.prefix}decision_maps.pt"))
+    for r in dm.results:
+        if r.flipped:
+            print(f"#{r.index}: {dm.class_names[r.original_class]} ({r.original_prob:.2f}) -> "
+                  f"{dm.class_names[r.new_class]} ({r.new_prob:.2f}) at λ={r.step:.1f}")
+        else:
+            print(f"#{r.index}: {dm.class_names[r.original_class]} ({r.original_prob:.2f}): {r.note}")
+    _print({"figure": str(png), "json": str(js), "csv": str(cs), "maps": str(mp), **dm.summary(),
+            "seconds": round(time.perf_counter() - t0, 2)})
+    return 0
+
+
+def cmd_invert(args) -> int:
+    from xgen.explain.inversion import InvertedGAN, reconstruction_error, save_encoder, train_inversion
+    from xgen.protocols import Encodes
+
+    t0 = time.perf_counter()
+    model = load_explain_model(args.model)
+    if isinstance(model, Encodes):
+        raise ConfigError(f"--model: {type(model).__name__} already has an encoder; invert is for GANs")
+    real = None
+    if args.real > 0:
+        xt, _ = load_split(args.data, "train", args.data_root)
+        real = _images_in_range(xt[:args.real], model.value_range)
+    enc = train_inversion(model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          image_weight=args.image_weight, real_images=real, seed=args.seed,
+                          log_every=max(args.steps // 10, 1))
+    x, _ = load_split(args.data, "test", args.data_root)
+    xt = _images_in_range(x[:args.test], model.value_range)
+    scores = {"encoder": reconstruction_error(InvertedGAN(model, enc), xt)}
+    if args.refine_steps:
+        scores[f"refined_{args.refine_steps}"] = reconstruction_error(InvertedGAN(model, enc, args.refine_steps), xt)
+    path = save_encoder(args.out_file, enc, gan=str(args.model), steps=args.steps, real=args.real,
+                        test_reconstruction=scores)
+    _print({"encoder": str(path), "test_reconstruction_mse": scores, "seconds": round(time.perf_counter() - t0, 1)})
+    return 0
+
+
+def cmd_neighbours(args) -> int:
+    from xgen.explain.neighbours import nearest_neighbours
+    from xgen.protocols import Generative, require
+
+    model = require(load_explain_model(args.model), Generative, "the nearest-neighbour check")
+    clf = load_classifier(args.classifier, args.data)
+    with torch.no_grad():
+        s = model.generate(model.latent.sample(args.n, generator=torch.Generator().manual_seed(args.seed))).cpu()
+    tr, _ = load_split(args.data, "train", args.data_root)
+    te, _ = load_split(args.data, "test", args.data_root)
+    nn_ = nearest_neighbours(s, model.value_range, tr, te, clf, k=args.k, num_test=args.num_test)
+    png = nn_.figure(_out(args, f"{args.prefix}neighbours.png"), rows=args.figure_rows)
+    js = nn_.save_json(_out(args, f"{args.prefix}neighbours.json"))
+    _print({"figure": str(png), "json": str(js), **nn_.summary()})
+    return 0
+
+
+# ============================================================================ parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="xgen explain", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="tool", metavar="TOOL", parser_class=_Parser)
+
+    def common(p, model: str, classifier: bool = False, encoder: bool = False):
+        p.add_argument("--model", default=model, help=f"checkpoint path or shipped name (default {model})")
+        p.add_argument("--out", default=f"xgen_explain/{p.prog.split()[-1]}", help="output folder")
+        p.add_argument("--prefix", default="", help="prefix of the output file names")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--data", default="fashion_mnist", choices=DATASETS)
+        p.add_argument("--data-root", default=None, help="dataset folder (default: xgen's search path)")
+        if classifier:
+            p.add_argument("--classifier", default="thesis",
+                           help="thesis (fig. 4.8 CNN, default) | strong | a classifier weight file or checkpoint")
+        if encoder:
+            p.add_argument("--encoder", default=None,
+                           help="inversion encoder file for a GAN (xgen explain invert); 'shipped' for the shipped InfoGAN's")
+            p.add_argument("--refine-steps", type=int, default=0, help="per-image latent refinement steps (GAN)")
+
+    p = sub.add_parser("traverse", help="traverse one code/latent unit (or a 2-D grid with --by)")
+    common(p, "infogan")
+    p.add_argument("--code", default=None, help="axis across: cat<i> | cont<i> | z<i> (default cont0, or z1 for a VAE)")
+    p.add_argument("--by", default=None, help="axis down for a 2-D grid (e.g. cat0); default: rows are prior draws")
+    p.add_argument("--span", type=float, nargs=2, default=(-2.0, 2.0), help="range (default -2 2, report §2.3)")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rows", type=int, default=8, help="prior draws (rows) of a 1-D traversal")
+    p.set_defaults(func=cmd_traverse)
+
+    p = sub.add_parser("interpolate", help="linear / spherical interpolation between latents or test images")
+    common(p, "infovae", encoder=True)
+    p.add_argument("--images", default=None, help="two test indices, e.g. 0,1 (default: two prior draws)")
+    p.add_argument("--method", default="both", choices=("linear", "slerp", "both"))
+    p.add_argument("--steps", type=int, default=10)
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("arithmetic", help="latent vector arithmetic (report fig. 1.4)")
+    common(p, "infogan", encoder=True)
+    p.add_argument("--group", action="append", default=None,
+                   help="NAME=i,j,k: indices into --bank prior draws, or into the test split with --images "
+                        "(repeatable; default a=0,1,2 b=3,4,5 c=6,7,8)")
+    p.add_argument("--sub", nargs="*", default=None, help="groups subtracted (default: every second: a - b + c)")
+    p.add_argument("--images", action="store_true", help="groups index encoded test images")
+    p.add_argument("--bank", type=int, default=64, help="prior draws the group indices refer to")
+    p.add_argument("--n", type=int, default=9)
+    p.add_argument("--noise-std", type=float, default=0.1)
+    p.set_defaults(func=cmd_arithmetic)
+
+    p = sub.add_parser("grid", help="InfoGAN Explainability Grid (thesis §4.5.1)")
+    common(p, "infogan", classifier=True)
+    p.add_argument("--rows", default=None, help="axis down (default cat0)")
+    p.add_argument("--cols", default=None, help="axis across (default cont0)")
+    p.add_argument("--span", type=float, nargs=2, default=(-1.0, 1.0))
+    p.add_argument("--steps", type=int, default=10)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("decision-map", help="InfoVAE Decision Maps (thesis §4.3, §4.5.2)")
+    common(p, "infovae", classifier=True, encoder=True)
+    p.add_argument("--images", default="0-7", help="test indices, e.g. 0-49 or 1001 (default 0-7)")
+    p.add_argument("--direction", default="lower", choices=("lower", "raise"),
+                   help="lower (default): against the gradient of the class probability; raise: fig. 4.16 literally")
+    p.add_argument("--gradient", default="autograd", choices=("autograd", "finite"))
+    p.add_argument("--delta", type=float, default=0.1, help="finite-difference step (fig. 4.15)")
+    p.add_argument("--step", type=float, default=0.1, help="λ increment (fig. 4.16)")
+    p.add_argument("--max-step", type=float, default=10.0, help="λ bound (fig. 4.16: λ < 10)")
+    p.add_argument("--raw", action="store_true", help="use the raw gradient (thesis) instead of a unit direction")
+    p.add_argument("--figure-rows", type=int, default=8)
+    p.set_defaults(func=cmd_decision_map)
+
+    p = sub.add_parser("invert", help="train an inversion encoder for a GAN")
+    common(p, "infogan")
+    p.add_argument("--out-file", default="xgen_explain/inversion_encoder.pt")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--image-weight", type=float, default=1.0)
+    p.add_argument("--real", type=int, default=10000, help="real training images in the image term (0: none)")
+    p.add_argument("--test", type=int, default=1000, help="test images scored")
+    p.add_argument("--refine-steps", type=int, default=0, help="also score with per-image refinement")
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("neighbours", help="nearest training images of generated samples")
+    common(p, "infogan", classifier=True)
+    p.add_argument("--n", type=int, default=200, help="generated samples")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--num-test", type=int, default=1000)
+    p.add_argument("--figure-rows", type=int, default=8)
+    p.set_defaults(func=cmd_neighbours)
+
+    sub.add_parser("activation-max", add_help=False,
+                   help="activation maximisation of a layer/unit, in pixels or through an image prior "
+                        "(xgen explain activation-max --help)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``xgen explain``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "activation-max":  # its own parser (xgen.explain.activation_max, kgans §2.2)
+        from xgen.explain.activation_max import main as activation_max_main
+
+        return activation_max_main(argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "tool", None):
+            raise _Usage(f"choose a tool: {', '.join(TOOLS)}")
+        if args.tool == "arithmetic" and not args.group:
+            args.group = ["a=0,1,2", "b=3,4,5", "c=6,7,8"]
+        return int(args.func(args))
+    except (_Usage, XgenError) as e:
+        print(f"xgen explain: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Matplotlib figures of image grids whose axes say which code and which values they show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cell(img: Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> an array imshow draws (H, W) gray or (H, W, 3)."""
+    a = img.detach().float().clamp(0, 1).cpu().numpy()
+    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+
+def mosaic(images: Tensor, pad: int = 2) -> np.ndarray:
+    """(R, C, ch, H, W) in [0, 1] -> one (R*(H+pad)-pad, C*(W+pad)-pad[, 3]) array, white padding."""
+    r, c, ch, h, w = images.shape
+    out = np.ones((r * (h + pad) - pad, c * (w + pad) - pad) + ((3,) if ch == 3 else ()), dtype=np.float32)
+    for i in range(r):
+        for j in range(c):
+            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = _cell(images[i, j])
+    return out
+
+
+def fmt(v: float) -> str:
+    return f"{v:g}" if float(v).is_integer() else f"{v:.2f}"
+
+
+def grid_figure(images: Tensor, row_values: Sequence[float] | None, col_values: Sequence[float] | None,
+                ylabel: str, xlabel: str, title: str = "", path: str | Path | None = None,
+                cell_text: Sequence[Sequence[str]] | None = None, marks: Sequence[tuple[int, int]] = (),
+                cell_inches: float = 0.75):
+    """Draw an (R, C) image grid with ticks at each row/column labelled by its code value.
+
+    ``cell_text[r][c]`` is written under each image (Explainability Grids); ``marks`` are (r, c) cells
+    whose right edge is a decision turning point (a red bar between c and c+1).
+    """
+    plt = _mpl()
+    r, c, ch, h, w = images.shape
+    pad = 2
+    text_h = 0.35 if cell_text is not None else 0.0
+    fig, ax = plt.subplots(figsize=(1.4 + c * cell_inches, 1.1 + r * (cell_inches + text_h)))
+    if cell_text is None:
+        ax.imshow(mosaic(images, pad), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ys = [i * (h + pad) + h / 2 for i in range(r)]
+        xs = [j * (w + pad) + w / 2 for j in range(c)]
+        ax.set_xlim(-0.5, c * (w + pad) - pad - 0.5)
+        ax.set_ylim(r * (h + pad) - pad - 0.5, -0.5)
+    else:  # leave a text band under each image
+        th = int(round(h * 0.55))
+        for i in range(r):
+            for j in range(c):
+                y0 = i * (h + th + pad)
+                x0 = j * (w + pad)
+                ax.imshow(_cell(images[i, j]), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                          extent=(x0 - 0.5, x0 + w - 0.5, y0 + h - 0.5, y0 - 0.5))
+                ax.text(x0 + w / 2 - 0.5, y0 + h + th * 0.45, cell_text[i][j], ha="center", va="center",
+                        fontsize=5.2, linespacing=0.95)
+        for (i, j) in marks:
+            y0, x = i * (h + th + pad), (j + 1) * (w + pad) - pad / 2 - 0.5
+            ax.plot([x, x], [y0 - 0.5, y0 + h + th - 0.5], color="red", linewidth=2.0)
+        ys = [i * (h + th + pad) + h / 2 for i in range(r)]
+        xs = [j * (w + pad) + w / 2 for j in range(c)]
+        ax.set_xlim(-0.5, c * (w + pad) - pad - 0.5)
+        ax.set_ylim(r * (h + th + pad) - pad - 0.5, -0.5)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([fmt(v) for v in col_values] if col_values is not None else [str(j) for j in range(c)],
+                       fontsize=7)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([fmt(v) for v in row_values] if row_values is not None else [str(i) for i in range(r)],
+                       fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def save(fig, path: str | Path | None):
+    """Write ``fig`` to ``path`` (folders created) and close it; return the path (or the figure)."""
+    if path is None:
+        return fig
+    plt = _mpl()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def image_rows_figure(rows: Sequence[Sequence[tuple[Tensor | np.ndarray, str]]], path: str | Path | None,
+                      col_titles: Sequence[str] = (), title: str = "", heat_cols: Sequence[int] = (),
+                      cell_inches: float = 1.5):
+    """Rows of (image or heat map, caption) panels. Columns in ``heat_cols`` are drawn as diverging
+    heat maps (red: brighter than the reference, blue: darker), each on its own symmetric scale
+    ±max|value| (a shared scale hides the small maps); the caption should state that maximum."""
+    plt = _mpl()
+    nr, nc = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(nr, nc, figsize=(nc * cell_inches + 0.4, nr * (cell_inches + 0.4) + 0.5), squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(nc):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(r):
+                ax.axis("off")
+                continue
+            img, cap = r[j]
+            if j in heat_cols:
+                a = np.asarray(img)
+                vmax = max(float(np.abs(a).max()), 1e-6)
+                ax.imshow(a, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            else:
+                a = _cell(img) if isinstance(img, Tensor) else np.asarray(img)
+                ax.imshow(a, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xlabel(cap, fontsize=7)
+            if i == 0 and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def as_numpy(x: Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+__all__ = ["grid_figure", "image_rows_figure", "mosaic", "save", "as_numpy", "torch"]
