@@ -487,7 +487,9 @@ def load_net(spec: str, part: str = "") -> nn.Module:
 
         bits = spec.split(":")
         ext = ClassifierExtractor(dataset=bits[1], arch=bits[2] if len(bits) > 2 else "strong")
-        return ext.net.eval()
+        net = ext.net.eval()
+        net.image_shape = ext.image_shape  # the input size the pixel-space search starts from
+        return net
     from xgen.models import load_model  # the registry loader (the CLI layer; library functions take modules)
 
     model = load_model(_checkpoint(spec))
