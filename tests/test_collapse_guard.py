@@ -113,3 +113,17 @@ def test_a_healthy_run_is_not_flagged():
     # it was noisy at first, and improving: what the stall rule lets through
     assert guard.history[-1]["diversity"] > guard.history[0]["diversity"]
     assert guard.history[-1]["hf_ratio"] < guard.history[0]["hf_ratio"]
+
+
+def test_digits_repeat_makes_an_epoch_of_whole_shuffled_passes():
+    one, three = DigitsDataModule(batch_size=64, seed=0), DigitsDataModule(batch_size=64, seed=0, repeat=3)
+    one.setup(), three.setup()
+    n = one.split("train")[0].shape[0]
+    assert len(one.train_dataloader()) == n // 64 and len(three.train_dataloader()) == 3 * n // 64
+    idx = three.train_dataloader()._indices()
+    for k in range(3):  # every pass visits every training image exactly once
+        assert torch.equal(idx[k * n:(k + 1) * n].sort().values, torch.arange(n))
+    assert not torch.equal(idx[:n], idx[n:2 * n])  # each pass in its own order
+    assert torch.equal(three.split("train")[0], one.split("train")[0])  # the split itself is not duplicated
+    with pytest.raises(ConfigError, match="data.repeat"):
+        DigitsDataModule(repeat=0)
