@@ -5,8 +5,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from xgen.data.base import InMemoryDataModule
+from xgen.data.base import InMemoryDataModule, TensorBatches
 from xgen.errors import check
+
+
+class RepeatedBatches(TensorBatches):
+    """:class:`~xgen.data.base.TensorBatches` over ``repeat`` passes of the images: each pass visits
+    every image once in its own shuffled order, so one epoch is ``repeat`` passes of the data."""
+
+    def __init__(self, *args, repeat: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.repeat = int(repeat)
+
+    def _num_local(self) -> int:
+        n = self.images.shape[0] * self.repeat
+        return n // self.world_size if self.world_size > 1 else n
+
+    def _indices(self) -> torch.Tensor:
+        n = self.images.shape[0]
+        if self.shuffle:
+            epoch = self.epoch_fn() if self.epoch_fn is not None else 0
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+            idx = torch.cat([torch.randperm(n, generator=g) for _ in range(self.repeat)])
+        else:
+            idx = torch.arange(n * self.repeat) % n
+        if self.world_size > 1:
+            per_rank = idx.shape[0] // self.world_size
+            idx = idx[self.rank::self.world_size][:per_rank]
+        return idx.to(self.images.device, non_blocking=True)
 
 
 class DigitsDataModule(InMemoryDataModule):
@@ -14,18 +40,25 @@ class DigitsDataModule(InMemoryDataModule):
 
     There is no official split: ``test_fraction`` of the images (stratified by nothing, chosen with
     ``seed``) form the test split and ``val_size`` of the rest the validation split.
+
+    ``repeat``: training passes over the 1,375 training images per epoch. With one pass an epoch is
+    only ~21 steps at batch 64, too few for any model to learn digits in the epochs one gives a
+    larger dataset; ``conf/data/digits.yaml`` sets the measured value (see docs/gan.md).
     """
 
     name = "digits"
     num_classes = 10
     class_names = tuple(str(i) for i in range(10))
 
-    def __init__(self, size: int = 28, test_fraction: float = 0.15, val_size: int | float = 0.1, **kw):
+    def __init__(self, size: int = 28, test_fraction: float = 0.15, val_size: int | float = 0.1,
+                 repeat: int = 1, **kw):
         check(int(size) >= 8, "data.size", f"must be >= 8, got {size}")
+        check(int(repeat) >= 1, "data.repeat", f"passes over the training images per epoch must be >= 1, got {repeat}")
         check(0 < float(test_fraction) < 1, "data.test_fraction", f"must be in (0, 1), got {test_fraction}")
         super().__init__(val_size=val_size, **kw)
         self.size = int(size)
         self.test_fraction = float(test_fraction)
+        self.repeat = int(repeat)
         self.image_shape = (1, self.size, self.size)
         self._all = None
 
@@ -49,3 +82,12 @@ class DigitsDataModule(InMemoryDataModule):
         if split == "test":
             return x[:n_test], y[:n_test]
         return x[n_test:], y[n_test:]
+
+    def train_dataloader(self) -> TensorBatches:
+        base = super().train_dataloader()
+        if self.repeat == 1:
+            return base
+        return RepeatedBatches(base.images, base.labels, base.batch_size, shuffle=base.shuffle,
+                               drop_last=base.drop_last, value_range=base.value_range, seed=base.seed,
+                               epoch_fn=base.epoch_fn, rank=base.rank, world_size=base.world_size,
+                               repeat=self.repeat)

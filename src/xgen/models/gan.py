@@ -24,6 +24,7 @@ from xgen.models.base import SafeLoad, adam, agree_value_range, build_net, check
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
+D_BATCH = ("separate", "joint")
 
 
 def build(spec: NetSpec, default: Callable[..., nn.Module], key: str, **kwargs: Any) -> nn.Module:
@@ -60,6 +61,12 @@ class GAN(SafeLoad, L.LightningModule):
         n_critic: discriminator steps per generator step (k of Algorithm 1).
         gp_weight: weight of the gradient penalty (``wgan_gp``).
         clip_value: weight clipping bound (``wgan``).
+        d_batch: ``separate``: D sees the real and the generated batch in two forward passes, so its
+            BatchNorm layers standardise each by its own statistics; ``joint``: one pass over both
+            (in the G step too, with the step's real batch), so D compares them under the same
+            normalisation. With separate batches a BatchNorm after D's fully connected layer removes
+            every feature's batch mean: D cannot see what all images of a batch share, e.g. that every
+            generated image is the same texture (docs/gan.md, "Why InfoGAN failed on digits").
     """
 
     default_latent = LatentSpec(noise=100, categorical=[], continuous=0)
@@ -70,7 +77,7 @@ class GAN(SafeLoad, L.LightningModule):
                  generator: NetSpec = None, discriminator: NetSpec = None, loss: str = "bce",
                  lr_g: float = 2e-4, lr_d: float = 2e-4, betas_g: Sequence[float] = (0.5, 0.999),
                  betas_d: Sequence[float] = (0.5, 0.999), n_critic: int = 1, gp_weight: float = 10.0,
-                 clip_value: float = 0.01):
+                 clip_value: float = 0.01, d_batch: str = "separate"):
         super().__init__()
         latent, generator, discriminator = plain_latent(latent), plain(generator), plain(discriminator)
         betas_g, betas_d, image_shape = plain(betas_g), plain(betas_d), plain(image_shape)
@@ -80,6 +87,7 @@ class GAN(SafeLoad, L.LightningModule):
         check(int(n_critic) >= 1, "model.n_critic", f"discriminator steps per generator step must be >= 1, got {n_critic}")
         check(float(gp_weight) >= 0, "model.gp_weight", f"must be >= 0, got {gp_weight}")
         check(float(clip_value) > 0, "model.clip_value", f"must be > 0, got {clip_value}")
+        check(d_batch in D_BATCH, "model.d_batch", f"choose one of {D_BATCH}, got {d_batch!r}")
         self.latent = LatentSpec.from_config(latent, default=self.default_latent)
         self._check_latent()
         latent = self.latent.to_dict()  # save_hyperparameters reads the locals: keep them plain
@@ -88,6 +96,7 @@ class GAN(SafeLoad, L.LightningModule):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.loss_kind, self.n_critic = loss, int(n_critic)
         self.gp_weight, self.clip_value = float(gp_weight), float(clip_value)
+        self.d_batch = d_batch
         self.automatic_optimization = False
         self.generator = build(generator, self.default_generator, "model.generator",
                                image_shape=self.image_shape, latent_dim=self.latent.dim)
@@ -185,8 +194,13 @@ class GAN(SafeLoad, L.LightningModule):
         codes = self.latent.sample_codes(x.shape[0], device=x.device)
         with torch.no_grad():
             fake = self.generator(self.latent.assemble(codes))
-        real_logits, _ = self.discriminator(x)
-        fake_logits, fake_features = self.discriminator(fake)
+        if self.d_batch == "joint":
+            logits, features = self.discriminator(torch.cat([x, fake]))
+            b = x.shape[0]
+            real_logits, fake_logits, fake_features = logits[:b], logits[b:], features[b:]
+        else:
+            real_logits, _ = self.discriminator(x)
+            fake_logits, fake_features = self.discriminator(fake)
         loss = discriminator_loss(self.loss_kind, real_logits, fake_logits)
         logs = {"loss_d": loss}
         if self.loss_kind == "wgan_gp":
@@ -198,10 +212,16 @@ class GAN(SafeLoad, L.LightningModule):
             loss = loss + extra
         return loss, logs
 
-    def generator_terms(self, batch_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_terms(self, batch_size: int, real: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss on ``batch_size`` generated images (``d_batch=joint``: D normalises
+        them together with the real batch ``real``, as in the D step)."""
         codes = self.latent.sample_codes(batch_size, device=self.device)
         fake = self.generator(self.latent.assemble(codes))
-        fake_logits, fake_features = self.discriminator(fake)
+        if self.d_batch == "joint" and real is not None:
+            logits, features = self.discriminator(torch.cat([real.detach(), fake]))
+            fake_logits, fake_features = logits[real.shape[0]:], features[real.shape[0]:]
+        else:
+            fake_logits, fake_features = self.discriminator(fake)
         loss = generator_loss(self.loss_kind, fake_logits)
         logs = {"loss_g": loss}
         extra = self.g_extra(fake_features, codes, logs)
@@ -274,7 +294,7 @@ class GAN(SafeLoad, L.LightningModule):
         # generator: every n_critic-th step
         if (batch_idx + 1) % self.n_critic == 0:
             self.toggle_optimizer(opt_g)
-            loss_g, glogs = self.generator_terms(x.shape[0])
+            loss_g, glogs = self.generator_terms(x.shape[0], x)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
             self._average_grads(self._g_params)

@@ -47,6 +47,9 @@ class InfoGAN(GAN):
         q_variance: ``learned`` (Q predicts a log-variance) or ``fixed`` (unit variance, as the official code).
         info_in_d_step, info_in_g_step: where −λ·L_I enters (both: the official code).
         eval_code: the categorical code whose Q-argmax is scored against labels (``val/cat_acc``, ``test/cat_acc``).
+        d_batch: ``joint`` by default here (see :class:`~xgen.models.gan.GAN`): the paper's D has BatchNorm
+            after its fully connected layer, and with separate batches it let G settle on a noise texture
+            on digits (docs/gan.md).
     """
 
     default_latent = LatentSpec(noise=62, categorical=[10], continuous=2)
@@ -59,7 +62,8 @@ class InfoGAN(GAN):
                  betas_g: Sequence[float] = (0.5, 0.999), betas_d: Sequence[float] = (0.5, 0.999),
                  n_critic: int = 1, gp_weight: float = 10.0, clip_value: float = 0.01,
                  lambda_cat: float = 1.0, lambda_cont: float = 0.1, q_variance: str = "learned",
-                 info_in_d_step: bool = True, info_in_g_step: bool = True, eval_code: int = 0):
+                 info_in_d_step: bool = True, info_in_g_step: bool = True, eval_code: int = 0,
+                 d_batch: str = "joint"):
         # save_hyperparameters reads this frame's locals too: keep every argument plain (no OmegaConf)
         latent, q_head, generator, discriminator = plain_latent(latent), plain(q_head), plain(generator), plain(discriminator)
         image_shape, betas_g, betas_d = plain(image_shape), plain(betas_g), plain(betas_d)
@@ -75,7 +79,7 @@ class InfoGAN(GAN):
         self.eval_code = int(eval_code)
         super().__init__(image_shape=image_shape, latent=latent, generator=generator, discriminator=discriminator,
                          loss=loss, lr_g=lr_g, lr_d=lr_d, betas_g=betas_g, betas_d=betas_d, n_critic=n_critic,
-                         gp_weight=gp_weight, clip_value=clip_value)
+                         gp_weight=gp_weight, clip_value=clip_value, d_batch=d_batch)
         check(self.latent.num_categorical == 0 or 0 <= self.eval_code < self.latent.num_categorical,
               "model.eval_code", f"there are {self.latent.num_categorical} categorical codes, got {eval_code}")
         self._eval_preds: list[torch.Tensor] = []
