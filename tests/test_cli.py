@@ -17,7 +17,7 @@ from xgen.errors import ConfigError, DataError
 from xgen.train import train
 
 
-FAST = ["data=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
+FAST = ["data=digits", "data.repeat=1", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
         "model/net=mlp"]
 
 

@@ -172,7 +172,7 @@ def test_train_with_fid_callback_then_xgen_eval(tmp_path):
     """End to end: `xgen callbacks=fid` logs val/fid and test/fid; `xgen eval` writes eval.json."""
     run = tmp_path / "run"
     env_cache = str(tmp_path / "cache")
-    cmd = [sys.executable, "-m", "xgen", "data=digits", "model=vae", "model.latent_dim=4", "callbacks=fid",
+    cmd = [sys.executable, "-m", "xgen", "data=digits", "data.repeat=1", "model=vae", "model.latent_dim=4", "callbacks=fid",
            "callbacks.progress_bar=null", "callbacks.fid.num_samples=200", "callbacks.fid.num_samples_final=300",
            "callbacks.fid.arch=thesis", f"callbacks.fid.cache_dir={env_cache}", "trainer.max_epochs=2",
            "+trainer.limit_train_batches=5", "trainer.enable_model_summary=false", f"hydra.run.dir={run}"]

@@ -20,8 +20,23 @@ CONF = Path(__file__).resolve().parents[1] / "src" / "xgen" / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SMOKE = ["data=digits", "data.batch_size=32", "trainer.accelerator=cpu", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
          "++trainer.limit_val_batches=1", "trainer.enable_model_summary=false", "test=false",
-         "callbacks.progress_bar=null", "++trainer.enable_progress_bar=false", "callbacks.mutual_information.num_samples=64",
+         "callbacks.progress_bar=null", "++trainer.enable_progress_bar=false",
          "callbacks.model_checkpoint.save_top_k=0", "logger=csv"]
+# experiments on data with known factors keep their data (at a toy size) and a toy disentanglement budget
+FACTOR_DATA = ["data.batch_size=32", "data.num_train=256", "data.num_val=64", "data.num_test=64",
+               "callbacks.disentanglement.num_train=200", "callbacks.disentanglement.num_eval=100",
+               "callbacks.disentanglement.num_variance=200", "callbacks.disentanglement.pool_size=256",
+               "callbacks.disentanglement.covariance_images=64", "callbacks.disentanglement.forest_trees=5"]
+
+
+def smoke_overrides(name: str) -> list[str]:
+    """SMOKE for an experiment: digits unless its data has factors; MI on few samples where the preset has it."""
+    base = [o for o in SMOKE if not (name.startswith("dsprites") and o.startswith(("data=", "data.batch_size")))]
+    if name.startswith("dsprites"):
+        base += FACTOR_DATA
+    if "mutual_information" in (_compose([f"experiment={name}"]).callbacks or {}):
+        base.append("callbacks.mutual_information.num_samples=64")
+    return base
 
 
 def _compose(overrides: list[str], run_dir: Path | None = None):
@@ -138,7 +153,7 @@ def test_experiment_smoke_runs(name, tmp_path):
     from xgen.train import train
 
     run = tmp_path / "run"
-    cfg = _compose([f"experiment={name}", *SMOKE], run)
+    cfg = _compose([f"experiment={name}", *smoke_overrides(name)], run)
     assert cfg.task_name == name
     summary = train(cfg, run)
     assert summary["status"] == "completed" and summary["global_step"] >= 2
@@ -164,4 +179,4 @@ def test_experiment_smoke_runs(name, tmp_path):
     with torch.no_grad():
         imgs = model.generate(4, generator=torch.Generator().manual_seed(0))
     lo, hi = model.value_range
-    assert imgs.shape == (4, 1, 28, 28) and lo <= float(imgs.min()) and float(imgs.max()) <= hi
+    assert imgs.shape == (4, *model.image_shape) and model.image_shape[1:] == ((32, 32) if name.startswith("dsprites") else (28, 28)) and lo <= float(imgs.min()) and float(imgs.max()) <= hi

@@ -242,7 +242,7 @@ def test_fid_callback_under_ddp_on_cpu(tmp_path):
     import sys
 
     run, cache = tmp_path / "run", tmp_path / "cache"
-    subprocess.run([sys.executable, "-m", "xgen", "data=digits", "model=vae", "model.latent_dim=4", "trainer=ddp_cpu",
+    subprocess.run([sys.executable, "-m", "xgen", "data=digits", "data.repeat=1", "model=vae", "model.latent_dim=4", "trainer=ddp_cpu",
                     "callbacks=fid", "callbacks.progress_bar=null", "callbacks.sample_grids=null",
                     "callbacks.fid.num_samples=201", "callbacks.fid.num_samples_final=300",
                     "callbacks.fid.final_metrics=[fid]", "callbacks.fid.arch=thesis",

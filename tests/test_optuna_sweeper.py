@@ -41,7 +41,7 @@ from hydra_plugins.xgen_optuna_sweeper.sweeper import INTERRUPTED_ATTR, REQUEUED
 STUDY = "digits-test"
 N_TRIALS = 6
 SEARCH = [
-    "-m", "hparams_search=optuna", "data=digits", "data.size=8", "model/net=mlp",
+    "-m", "hparams_search=optuna", "data=digits", "data.repeat=1", "data.size=8", "model/net=mlp",
     "model.encoder.hidden=[32]", "model.decoder.hidden=[32]", "trainer.max_epochs=2",
     "trainer.accelerator=cpu", "+trainer.enable_progress_bar=false", "+trainer.enable_checkpointing=false",
     "trainer.enable_model_summary=false", "callbacks.progress_bar=null", "callbacks.sample_grids=null",

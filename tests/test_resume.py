@@ -14,7 +14,7 @@ import yaml
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
-FAST = ["data=digits", "model/net=mlp", "trainer.accelerator=cpu", "callbacks.progress_bar=null", "test=false",
+FAST = ["data=digits", "data.repeat=1", "model/net=mlp", "trainer.accelerator=cpu", "callbacks.progress_bar=null", "test=false",
         "data.train_subset=256", "logger=csv"]
 
 
@@ -130,7 +130,7 @@ def _bit_exact(tmp_path: Path, args: list[str], kill_step: int) -> tuple[int, in
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_vae(tmp_path):
-    n, diff = _bit_exact(tmp_path, ["data=digits", "model/net=mlp", "data.train_subset=320", "data.batch_size=32",
+    n, diff = _bit_exact(tmp_path, ["data=digits", "data.repeat=1", "model/net=mlp", "data.train_subset=320", "data.batch_size=32",
                                     "trainer.max_epochs=3"], kill_step=13)  # epoch 1, batch 3 of 10
     assert n > 0 and diff == 0
 
@@ -138,7 +138,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_vae(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_infogan(tmp_path):
     # GAN global_step counts both optimisers' steps: 2 per batch; 14 = epoch 1, batch 2 of 5
-    n, diff = _bit_exact(tmp_path, ["model=infogan", "callbacks=gan", "data=digits", "data.train_subset=320",
+    n, diff = _bit_exact(tmp_path, ["model=infogan", "callbacks=gan", "data=digits", "data.repeat=1", "data.train_subset=320",
                                     "trainer.max_epochs=2", "callbacks.mutual_information.num_samples=64"],
                          kill_step=14)
     assert n > 0 and diff == 0

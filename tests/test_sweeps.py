@@ -13,7 +13,7 @@ import pytest
 
 from xgen.utils.resources import concurrent_jobs, plan
 
-FAST = ["data=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
+FAST = ["data=digits", "data.repeat=1", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
         "model/net=mlp", "test=false"]
 
 
@@ -282,7 +282,7 @@ def test_dropout_ablation_sweep_grid():
 def test_fid_callback_same_value_under_ddp_and_ddp_checkpoint_resumes_in_one_process(tmp_path):
     """The untrained model (same seed, no training steps) is scored on the same 1,000 samples by one
     process and by 2 DDP processes that each decode half of them: the values must match."""
-    common = ["data=digits", "model/net=mlp", "callbacks=fid", "callbacks.progress_bar=null",
+    common = ["data=digits", "data.repeat=1", "model/net=mlp", "callbacks=fid", "callbacks.progress_bar=null",
               "trainer.max_epochs=1", "callbacks.fid.num_samples_final=1000", "callbacks.fid.final_metrics=[fid,kid]"]
     values = {}
     for trainer in ("cpu", "ddp_cpu"):
