@@ -344,7 +344,10 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
         raise
     except Exception as e:
         raise ConfigError(f"model: {_root_cause(e)}") from None
-    n_model, n_data = getattr(model, "num_classes", None), getattr(dm, "num_classes", None)
+    from xgen.protocols import Classifies
+
+    n_model = model.num_classes if isinstance(model, Classifies) else None
+    n_data = getattr(dm, "num_classes", None)  # a data module attribute (None: unlabelled)
     if isinstance(n_model, int) and isinstance(n_data, int) and n_model != n_data:
         raise ConfigError(f"model.num_classes: {n_model}, but data={type(dm).__name__} has {n_data} classes; "
                           f"set model.num_classes={n_data}")

@@ -42,7 +42,7 @@ import lightning as L
 import torch
 
 from xgen.errors import ConfigError, XgenError
-from xgen.protocols import Adversarial, require
+from xgen.protocols import Adversarial, require, value_range_of
 
 log = logging.getLogger("xgen")
 ACTIONS = ("warn", "stop", "restore", "fail")
@@ -268,7 +268,7 @@ class CollapseGuard(L.Callback):
             return None
         n = min(self.num_samples, real.shape[0])
         real = real[:n]
-        lo, hi = (float(v) for v in getattr(pl_module, "value_range", (-1.0, 1.0)))
+        lo, hi = value_range_of(pl_module)
         unit = lambda t: ((t.float() - lo) / (hi - lo)).clamp(0, 1)  # noqa: E731
         if self._latent is None or self._latent.shape[0] != n:
             g = torch.Generator().manual_seed(self.seed)

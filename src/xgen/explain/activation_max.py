@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         net = load_net(args.net, args.part)
-        shape = getattr(net, "image_shape", None)
+        shape = getattr(net, "image_shape", None)  # any nn.Module: a user network may not declare its input size
         if args.method == "pixels":
             if shape is None:
                 raise ConfigError("--net: cannot tell the input size of this network (no image_shape)")

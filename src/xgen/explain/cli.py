@@ -72,7 +72,7 @@ def load_classifier(spec: str, dataset: str):
 
     m = load_model(p, expect=Classifies, tool="--classifier")
     names = FASHION_MNIST_CLASSES if dataset == "fashion_mnist" and m.num_classes == 10 else None
-    return ExplainedClassifier(m, tuple(m.value_range), names, tuple(getattr(m, "image_shape", ())) or None)
+    return ExplainedClassifier(m, tuple(m.value_range), names, tuple(getattr(m, "image_shape", ())) or None)  # a user classifier may not declare its input shape: then unchecked
 
 
 def load_split(dataset: str, split: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

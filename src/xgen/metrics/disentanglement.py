@@ -509,7 +509,7 @@ def _device(model: Any) -> torch.device:
 class _EvalMode:
     def __init__(self, model: Any):
         self.model = model
-        self.was = getattr(model, "training", None) if isinstance(model, torch.nn.Module) else None
+        self.was = model.training if isinstance(model, torch.nn.Module) else None
 
     def __enter__(self):
         if self.was is not None:

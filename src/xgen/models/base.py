@@ -74,7 +74,7 @@ def verify_checkpoint(module: Any, checkpoint: dict) -> None:
     resuming a run verifies the file before its weights are loaded)."""
     from xgen.safety import verify_digest
 
-    trainer = getattr(module, "_trainer", None)
+    trainer = module._trainer  # the attached trainer or None (module.trainer raises when detached)
     source = getattr(trainer, "ckpt_path", None) if trainer is not None else None
     verify_digest(checkpoint, source or "checkpoint")
 

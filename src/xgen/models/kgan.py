@@ -263,7 +263,7 @@ class KGAN(L.LightningModule):
                               latent_dim=self.member_latent.dim))
             discs.append(build(discriminator, KGANDiscriminator, "model.discriminator", image_shape=self.image_shape))
         self.generators, self.discriminators = nn.ModuleList(gens), nn.ModuleList(discs)
-        self.value_range = tuple(float(v) for v in getattr(gens[0], "value_range", (-1.0, 1.0)))
+        self.value_range = tuple(float(v) for v in getattr(gens[0], "value_range", (-1.0, 1.0)))  # a net attribute; tanh if undeclared
         self.register_buffer("assignment", torch.zeros(0, dtype=torch.long))
         self._index: ImageIndex | None = None
         self._sync_grads = False
