@@ -8,6 +8,7 @@ its classifier reads, so a GAN and a [0, 1] classifier work together without the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -257,3 +258,16 @@ def default_axes(latent: LatentSpec) -> tuple[str, str]:
     if latent.num_categorical:
         return "cat0", ("z0" if latent.noise else "cat0")
     return "z0", ("z1" if latent.noise > 1 else "z0")
+
+
+def write_csv(path: str | Path, records: list[dict]) -> Path:
+    """``records`` (one dict per row, the same keys) as a CSV file with a header; parent folders made."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+    return path

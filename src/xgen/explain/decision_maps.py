@@ -18,7 +18,6 @@ of xgen, and a GAN through an inversion encoder (:class:`xgen.explain.inversion.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from xgen.errors import ConfigError
-from xgen.explain.common import ExplainedClassifier, as_classifier, module_device, to_unit
+from xgen.explain.common import write_csv, ExplainedClassifier, as_classifier, module_device, to_unit
 from xgen.explain.figures import image_rows_figure
 from xgen.protocols import Decodes, Encodes, Generative, require
 
@@ -102,14 +101,7 @@ class DecisionMaps:
         return path
 
     def save_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rec = self.records()
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rec[0]))
-            w.writeheader()
-            w.writerows(rec)
-        return path
+        return write_csv(path, self.records())
 
     def save_maps(self, path: str | Path) -> Path:
         """The maps, counterfactuals and reconstructions as one ``.pt`` file of plain tensors."""

@@ -8,7 +8,6 @@ get different classes the continuous code crossed one of the classifier's *decis
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from xgen.explain.common import ExplainedClassifier, as_classifier, to_unit
+from xgen.explain.common import write_csv, ExplainedClassifier, as_classifier, to_unit
 from xgen.explain.figures import grid_figure
 from xgen.explain.traversals import Traversal, grid2d
 
@@ -80,14 +79,7 @@ class ExplainabilityGrid:
         return out
 
     def save_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rec = self.records()
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rec[0]))
-            w.writeheader()
-            w.writerows(rec)
-        return path
+        return write_csv(path, self.records())
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
