@@ -168,8 +168,9 @@ def test_experiment_smoke_runs(name, tmp_path):
             assert model.hparams[key] == pytest.approx(model_cfg[key]), key
     if "latent" in model_cfg:
         lat = model_cfg["latent"]
-        assert model.latent.noise == lat["noise"] and list(model.latent.categorical) == list(lat["categorical"])
-        assert model.latent.continuous == lat["continuous"]
+        assert model.latent.noise == lat["noise"]
+        assert list(model.latent.categorical) == list(lat.get("categorical", model.latent.categorical))
+        assert model.latent.continuous == lat.get("continuous", 0)
     if "train/loss_d" in m or "train/loss_d_epoch" in m:
         assert any(k.startswith("train/loss_g") for k in m)
     if model.latent.num_categorical:  # the gan presets' MI callback ran on the validation epoch:

@@ -188,7 +188,7 @@ def test_launcher_configs_compose_without_warnings(launcher):
     lc = cfg.hydra.launcher
     if launcher == "slurm":  # xgen's settings on top of the plugin's submitit_slurm
         assert lc._target_.endswith("SlurmLauncher")
-        assert (lc.cpus_per_task, lc.gpus_per_node, lc.mem_gb, lc.max_num_timeout) == (8, 1, 32, 3)
+        assert (lc.cpus_per_task, lc.gpus_per_node, lc.mem_gb, lc.max_num_timeout) == (2, None, None, 3)  # CPU-only defaults: a GPU request fails without GRES
     if launcher == "gpu_shared":
         assert lc._target_.endswith("JoblibLauncher") and lc.n_jobs >= 1
 

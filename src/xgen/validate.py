@@ -46,9 +46,13 @@ def check_fresh_run_dir(cfg, run_dir: str | Path, multirun: bool) -> None:
     previous attempt's files to ``attempt-<k>/``."""
     from xgen.errors import ConfigError
 
+    import os
+
     d = Path(run_dir)
     if cfg.get("ckpt_path") or not d.is_dir():
         return
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return  # a DDP process Lightning started for rank > 0 re-runs the command into rank 0's directory
     present = [n for n in RUN_FILES if (d / n).exists()]
     if not present:
         return

@@ -44,7 +44,7 @@ from torch import nn
 from xgen.errors import ConfigError, DataError, check
 from xgen.latent import Codes, LatentSpec
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
-from xgen.models.base import plain, record_class
+from xgen.models.base import agree_value_range, plain, record_class
 from xgen.models.gan import GAN, NetSpec, build
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
 from xgen.optim import adam, check_optim
@@ -467,6 +467,9 @@ class KGAN(L.LightningModule):
         if self.trainer is not None and self.trainer.world_size > 1:
             return self.trainer.strategy.broadcast(t, src=0)
         return t
+
+    def setup(self, stage: str) -> None:
+        agree_value_range(self)  # the data module hands out images in the generators' range
 
     def on_fit_start(self) -> None:
         images = self._train_images()
