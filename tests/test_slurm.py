@@ -174,6 +174,62 @@ def _summary(d: Path) -> dict:
     return json.loads((d / "summary.json").read_text())
 
 
+def _sweep(slurm: Cluster, sweep: Path) -> tuple[dict, list[str]]:
+    """Environment and command of a 2-job VAE sweep (3 epochs of digits each) through hydra/launcher=slurm
+    with its CPU-only defaults; sbatch exports the environment (PYTHONPATH) to the jobs."""
+    env = {**slurm.env, "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "xgen", "-m", "hydra/launcher=slurm", "data=digits", "data.repeat=1", "model=vae",
+           "model/net=mlp", "seed=0,1", "trainer.max_epochs=3", "test=false", "callbacks.sample_grids=null",
+           f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"]
+    return env, cmd
+
+
+def _job1_after_first_epoch(slurm: Cluster, sweep: Path, launcher: subprocess.Popen, log: Path) -> str:
+    """Wait until job 1 (seed=1) has saved its first epoch; return its SLURM id (``<array>_1``)."""
+    deadline = time.monotonic() + 240
+    while not list((sweep / "1" / "checkpoints").glob("epoch*.ckpt")):
+        assert launcher.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    return next(j for j in slurm.run("squeue", "-h", "-o", "%i").stdout.split() if j.endswith("_1"))
+
+
+@pytest.mark.slow
+def test_sweep_job_requeued_by_slurm_continues_from_its_checkpoint(slurm, tmp_path):
+    """`scontrol requeue` (pre-emption by the scheduler): SLURM sends SIGTERM, job 1 saves last.ckpt and
+    ends 'interrupted' (exit 143); SLURM starts it again and it continues from last.ckpt to the same final
+    step as the uninterrupted job 0; the one launch of the sweep ends with exit code 0."""
+    t0 = time.monotonic()
+    sweep, log = tmp_path / "sweep", tmp_path / "launch.log"
+    env, cmd = _sweep(slurm, sweep)
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        job1 = _job1_after_first_epoch(slurm, sweep, launcher, log)
+        slurm.run("scontrol", "requeue", job1)
+        deadline = time.monotonic() + 120
+        while not ((sweep / "1" / "summary.json").is_file() and _summary(sweep / "1")["status"] == "interrupted"):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        interrupted = _summary(sweep / "1")
+        while "PENDING" not in slurm.run("squeue", "-h", "-o", "%T", "-j", job1).stdout:
+            assert time.monotonic() < deadline, slurm.run("squeue").stdout
+            time.sleep(0.2)
+        slurm.run("scontrol", "update", f"jobid={job1}", "StartTime=now")  # skip SLURM's ~2 min requeue delay
+        rc = launcher.wait(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert rc == 0, log.read_text()[-3000:]
+    assert interrupted["signal"] == signal.SIGTERM and 0 < interrupted["global_step"] < 63, interrupted
+    assert Path(interrupted["checkpoint"]).name == "last.ckpt"
+    s0, s1 = _summary(sweep / "0"), _summary(sweep / "1")
+    assert s0["status"] == s1["status"] == "completed", (s0, s1)
+    assert s0["global_step"] == s1["global_step"] == 63  # 3 epochs x 21 batches of digits
+    out = "".join(p.read_text() for p in (sweep / ".submitit").glob("*_1/*_log.*"))
+    assert "Exited with exit code 143" in out and f"continuing {sweep / '1'} from its last.ckpt" in out, out[-3000:]
+    print(f"SLURM sweep with a requeue at step {interrupted['global_step']}: {time.monotonic() - t0:.1f} s")
+
+
 @pytest.mark.slow
 def test_sweep_preempted_job_resumes_and_completes(slurm, tmp_path):
     """Two jobs through hydra/launcher=slurm (CPU-only defaults); SIGUSR1 (SLURM's pre-emption signal)
@@ -181,21 +237,12 @@ def test_sweep_preempted_job_resumes_and_completes(slurm, tmp_path):
     continues job 1 from last.ckpt to the same final step as job 0."""
     t0 = time.monotonic()
     sweep = tmp_path / "sweep"
-    env = {**slurm.env, "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "xgen", "-m", "hydra/launcher=slurm", "data=digits", "data.repeat=1", "model=vae",
-           "model/net=mlp", "seed=0,1", "trainer.max_epochs=3", "test=false", "callbacks.sample_grids=null",
-           f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"]
+    env, cmd = _sweep(slurm, sweep)
     log1 = open(tmp_path / "launch1.log", "w")
     first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log1, stderr=subprocess.STDOUT)
     try:
         # pre-empt job 1 once its first epoch is saved: the signal arrives during a later epoch
-        deadline = time.monotonic() + 240
-        while not list((sweep / "1" / "checkpoints").glob("epoch*.ckpt")):
-            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "launch1.log").read_text()
-            time.sleep(0.2)
-        jobs = slurm.run("squeue", "-h", "-o", "%i %T").stdout.split()
-        job1 = next(j for j in jobs[::2] if j.endswith("_1"))
+        job1 = _job1_after_first_epoch(slurm, sweep, first, tmp_path / "launch1.log")
         slurm.run("scancel", "--signal=USR1", job1)
         # the job saves and exits 138; job 0 runs on. Without SLURM accounting (no slurmdbd here) submitit
         # cannot see a job that ended without writing its result, so the first launcher would wait for
