@@ -108,3 +108,21 @@ def test_sigterm_real_process_exits_143_with_summary(tmp_path):
     s = _summary(run)
     assert s["status"] == "interrupted" and s["global_step"] == 13
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 13
+
+
+def test_multirun_relaunch_continues_interrupted_job_with_its_overrides(tmp_path):
+    """A sweep job stopped by SIGTERM is continued by launching the same sweep again: its own overrides
+    (data=..., seed=...) are not changes to refuse on resume (they were, before: 'data: cannot change')."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *FAST, "seed=3", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}",
+            "+callbacks.killer._target_=xgen_killer.KillAt", "+callbacks.killer.step=5",
+            f"+callbacks.killer.marker={tmp_path / 'sent'}", "+callbacks.killer.sig=SIGTERM"]
+    r = xgen_process(args, tmp_path)
+    assert r.returncode == 143, r.stderr[-2000:]
+    s = _summary(sweep / "0")
+    assert s["status"] == "interrupted" and s["global_step"] == 6
+    r = xgen_process(args, tmp_path)  # the same command; the marker keeps the killer from firing again
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = _summary(sweep / "0")
+    assert s["status"] == "completed" and s["global_step"] == 8, s  # 2 epochs x 4 batches (256 samples, batch 64)
+    assert "continuing" in (sweep / "0" / "train.log").read_text()

@@ -138,7 +138,10 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
         log.info("continuing %s from its last.ckpt (interrupted earlier)", run_dir)
         with open_dict(cfg):
             cfg.ckpt_path = "last"
-    cfg = resume.resume_config(cfg, overrides, run_dir)
+        # its overrides are the ones it was started with (checked above), not changes to refuse on resume
+        cfg = resume.resume_config(cfg, [], run_dir)
+    else:
+        cfg = resume.resume_config(cfg, overrides, run_dir)
     from xgen.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
 
     check_fresh_run_dir(cfg, run_dir, multirun)
