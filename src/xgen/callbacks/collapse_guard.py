@@ -320,7 +320,9 @@ class CollapseGuard(L.Callback):
         epoch, step = trainer.current_epoch, trainer.global_step
         self.history.append({"epoch": epoch, "step": step, **stats})
         pl_module.log_dict({f"guard/{k}": torch.tensor(v, dtype=torch.float32) for k, v in stats.items()
-                            if k != "d_real_nll"}, on_epoch=True, sync_dist=False)
+                            if k != "d_real_nll"}, on_epoch=True, sync_dist=True, reduce_fx="max")
+        # every rank scores the same fixed latent batch with the same (synchronised) model: the values agree,
+        # and "max" keeps them exactly (as the FID callback's)
         due = self.update(stats)
         if not due:
             return
