@@ -207,6 +207,31 @@ def _to_range(x: Tensor, src: Sequence[float], dst: Sequence[float]) -> Tensor:
     return (x - src[0]) * ((dst[1] - dst[0]) / (src[1] - src[0])) + dst[0]
 
 
+def _ascend(render, var: Tensor, net: nn.Module, layer: str, unit: int | None, steps: int, lr: float, l2: float,
+            scale: float, snapshots: int, vr: Sequence[float], to_net=lambda img: img):
+    """Gradient ascent through an image prior, shared by the generator and feature priors: Adam on ``var``
+    maximising activation(net(to_net(render(var))))/scale − l2·‖var‖². Returns the snapshot images (in
+    [0, 1]), their steps and the activation curve (steps + 1 values)."""
+    opt = torch.optim.Adam([var], lr=lr)
+    curve: list[float] = []
+    snaps, snap_steps = [], []
+    at = _snapshot_at(steps, snapshots)
+    for t in range(steps + 1):
+        img = render(var)
+        act = layer_activation(net, layer, to_net(img), unit).mean()
+        curve.append(float(act.detach()))
+        if t in at:
+            snaps.append(_to_unit(img[0], vr))
+            snap_steps.append(t)
+        if t == steps:
+            break
+        loss = -act / scale + l2 * var.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.stack(snaps), snap_steps, curve
+
+
 def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = None, steps: int = 200,
                     lr: float = 0.05, latent_l2: float = 1e-3, seed: int = 0, snapshots: int = 8) -> ActMaxResult:
     """Gradient ascent on the latent z of a trained generator/decoder (``prior``: Generative + Decodes):
@@ -219,33 +244,19 @@ def maximize_latent(net: nn.Module, layer: str, prior: Any, unit: int | None = N
     resolve_module(net, layer)
     vr_net, vr_prior = value_range_of(net), tuple(float(v) for v in prior.value_range)
     z = prior.sample_latent(1, generator=torch.Generator().manual_seed(int(seed))).detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
     state, pstate = _frozen(net), _frozen(prior)
     scale = activation_scale(net, layer, tuple(prior.image_shape), unit, seed=seed)
-    curve: list[float] = []
-    snaps, snap_steps = [], []
-    at = _snapshot_at(steps, snapshots)
+    device = next((p.device for p in net.parameters()), None)
     try:
-        for t in range(steps + 1):
-            img = prior.decode(z)
-            act = layer_activation(net, layer, _to_range(img, vr_prior, vr_net).to(
-                next((p.device for p in net.parameters()), img.device)), unit).mean()
-            curve.append(float(act.detach()))
-            if t in at:
-                snaps.append(_to_unit(img[0], vr_prior))
-                snap_steps.append(t)
-            if t == steps:
-                break
-            loss = -act / scale + latent_l2 * z.pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        snaps, snap_steps, curve = _ascend(
+            prior.decode, z, net, layer, unit, steps, lr, latent_l2, scale, snapshots, vr_prior,
+            to_net=lambda img: _to_range(img, vr_prior, vr_net).to(device or img.device))
     finally:
         _restore(net, state)
         _restore(prior, pstate)
     with torch.no_grad():
         final = _to_unit(prior.decode(z)[0], vr_prior)
-    return ActMaxResult("generator prior", layer, unit, torch.stack(snaps), snap_steps, curve, final,
+    return ActMaxResult("generator prior", layer, unit, snaps, snap_steps, curve, final,
                         {"lr": lr, "latent_l2": latent_l2})
 
 
@@ -360,12 +371,8 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
     g = torch.Generator().manual_seed(int(seed))
     h = (prior.f_mean + std * torch.randn(1, prior.feature_dim, generator=g)).clamp(prior.f_min, prior.f_max)
     u = ((h - prior.f_mean) / std).requires_grad_(True)  # optimise in standardised units
-    opt = torch.optim.Adam([u], lr=lr)
     state, pstate = _frozen(net), _frozen(prior)
     scale = activation_scale(net, layer, prior.image_shape, unit, seed=seed)
-    curve: list[float] = []
-    snaps, snap_steps = [], []
-    at = _snapshot_at(steps, snapshots)
     vr = prior.value_range
 
     def image(u_: Tensor) -> Tensor:
@@ -373,25 +380,13 @@ def maximize_feature_prior(net: nn.Module, layer: str, prior: FeaturePrior, unit
         return prior.decode(hh)
 
     try:
-        for t in range(steps + 1):
-            img = image(u)
-            act = layer_activation(net, layer, img, unit).mean()
-            curve.append(float(act.detach()))
-            if t in at:
-                snaps.append(_to_unit(img[0], vr))
-                snap_steps.append(t)
-            if t == steps:
-                break
-            loss = -act / scale + l2 * u.pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        snaps, snap_steps, curve = _ascend(image, u, net, layer, unit, steps, lr, l2, scale, snapshots, vr)
     finally:
         _restore(net, state)
         _restore(prior, pstate)
     with torch.no_grad():
         final = _to_unit(image(u)[0], vr)
-    return ActMaxResult("feature prior", layer, unit, torch.stack(snaps), snap_steps, curve, final,
+    return ActMaxResult("feature prior", layer, unit, snaps, snap_steps, curve, final,
                         {"lr": lr, "l2": l2, "feature_layer": prior.feature_layer})
 
 
