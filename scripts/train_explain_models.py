@@ -16,7 +16,6 @@ Bit-for-bit holds for the same torch version, CPU and thread count (recorded in 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_classifiers import same_weights, sha256  # noqa: E402  (the sibling script's file checks)
 
 # name -> the xgen overrides of that run
 RUNS: dict[str, list[str]] = {
@@ -117,18 +119,6 @@ def train_encoder(out_dir: Path, threads: int) -> Path:
                         scores=scores, torch_version=str(torch.__version__), threads=threads)
     print(f"{path}: {json.dumps(scores)} size={path.stat().st_size / 1e6:.2f} MB sha256={sha256(path)[:16]}", flush=True)
     return path
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    """True when two checkpoint files hold bitwise identical tensors."""
-    import torch
-
-    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def main(argv: list[str] | None = None) -> int:
