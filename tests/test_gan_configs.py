@@ -76,9 +76,17 @@ def test_thesis_aloi_and_chestxray_configs():
 
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")))
-def test_every_experiment_composes(exp):
+def test_every_experiment_composes(exp, tmp_path):
+    """Every shipped experiment composes and passes the CLI's own pre-flight check unchanged (the smoke
+    test overrides its budget, so this is what catches an experiment the CLI would refuse to start)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from xgen.validate import precheck
+
     cfg = _cfg(f"experiment={exp}")
     assert cfg.model._target_.startswith("xgen.models.")
+    GlobalHydra.instance().clear()
+    precheck([f"experiment={exp}"], run_dir=tmp_path / "run")
 
 
 @pytest.mark.parametrize("model", ["gan", "dcgan", "infogan"])

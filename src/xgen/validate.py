@@ -274,9 +274,12 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
         if k in t and t[k] not in choices:
             raise ConfigError(f"trainer.{k}: choose one of {', '.join(str(x) for x in choices if x is not None)}; "
                               f"got {t[k]!r}")
+    bounded = (isinstance(t.get("max_steps"), int) and t["max_steps"] >= 1) or t.get("max_time") is not None
     for k in _POSITIVE_TRAINER:
+        if k == "max_epochs" and t.get(k) == -1 and bounded:
+            continue  # Lightning: max_epochs=-1 means "no epoch limit", fine when max_steps/max_time bounds the run
         if isinstance(t.get(k), int) and t[k] < 1:
-            extra = " (-1 would train forever; bound it with trainer.max_time instead)" if k == "max_epochs" else ""
+            extra = " (-1 would train forever; bound it with trainer.max_steps or trainer.max_time)" if k == "max_epochs" else ""
             raise ConfigError(f"trainer.{k}: must be >= 1, got {t[k]}{extra}")
     if t.get("max_epochs") is None and t.get("max_steps", -1) in (-1, None) and t.get("max_time") is None:
         raise ConfigError("trainer.max_epochs: null with no trainer.max_steps or trainer.max_time would train forever")
