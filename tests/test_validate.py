@@ -69,7 +69,7 @@ NAMED = [  # the issue's examples + Hydra's own errors + ranges
     (["data=digits", "callbacks.sample_grids.nrow=0"], "callbacks.sample_grids.nrow"),
     (["data=digits", "model=classifier", "model.num_classes=5"], "model.num_classes"),
     (["data=digits", "trainer.max_epochs=-1"], "trainer.max_epochs"),
-    (["data=digits", "trainer.max_epochs=-1", "trainer.max_steps=-1"], "trainer.max_epochs"),
+    (["data=digits", "trainer.max_epochs=-1", "+trainer.max_steps=-1"], "trainer.max_epochs"),
     (["data=digits", "trainer.max_epochs=0"], "trainer.max_epochs"),
     (["data=digits", "trainer.devices=0"], "trainer.devices"),
     (["data=digits", "trainer.accelerator=abacus"], "trainer.accelerator"),
