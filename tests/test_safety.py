@@ -198,3 +198,66 @@ def test_corrupt_config_yaml_is_one_clean_error(tmp_path, capsys):
     assert main([str(run), "--num-samples", "10", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "config.yaml" in err[0], err
+
+
+def _int8_checkpoint(tmp_path, scale_override=None):
+    """A real InfoGAN (the paper's nets) stored the way scripts/train_explain_models.py ships it."""
+    from xgen.models import InfoGAN
+    from xgen.safety import INT8_KEY, add_digest, quantize_int8
+
+    torch.manual_seed(0)
+    m = InfoGAN(image_shape=(1, 28, 28)).eval()
+    state, scales = quantize_int8(m.state_dict())
+    if scale_override is not None:
+        scales = scale_override(scales)
+    from xgen.models.base import class_path
+
+    rec = {"xgen_class": class_path(m), "hyper_parameters": dict(m.hparams), "state_dict": state,
+           INT8_KEY: scales}
+    add_digest(rec)
+    path = tmp_path / "q.pt"
+    torch.save(rec, path)
+    return m, state, scales, path
+
+
+def test_int8_weights_round_trip_within_half_a_step(tmp_path):
+    """Shipped InfoGAN weights: int8 per row; every weight within scale/2 of the original, the two big
+    matrices quantised (≥ 4x smaller than float32), and the loaded model's samples match the original's."""
+    m, state, scales, path = _int8_checkpoint(tmp_path)
+    assert len(scales) >= 2 and all(state[k].dtype == torch.int8 for k in scales)
+    loaded = load_model(path)
+    for k, s in scales.items():
+        err = (loaded.state_dict()[k] - m.state_dict()[k]).abs().reshape(s.shape[0], -1)
+        assert bool((err <= s[:, None] / 2 + 1e-7).all()), k
+        assert err.max() > 0  # it really was quantised
+    z = m.sample_latent(16, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = m.generate(z), loaded.generate(z)
+    assert (a - b).abs().mean() < 0.02 and (a - b).abs().max() < 0.3
+
+
+def test_int8_checkpoint_with_bad_scales_is_refused(tmp_path):
+    from xgen.safety import INT8_KEY
+
+    def negative(scales):
+        k = next(iter(scales))
+        return {**scales, k: -scales[k]}
+
+    *_, path = _int8_checkpoint(tmp_path, negative)
+    with pytest.raises(ConfigError, match="finite positive"):
+        load_model(path)
+    # scales changed after the digest was recorded: the digest covers them
+    _, _, scales, path = _int8_checkpoint(tmp_path)
+    rec = torch.load(path, weights_only=True)
+    k = next(iter(scales))
+    rec[INT8_KEY][k] = rec[INT8_KEY][k] * 2
+    torch.save(rec, path)
+    with pytest.raises(ConfigError, match="digest"):
+        load_model(path)
+    # a scale entry for a weight that is not int8
+    rec = torch.load(path, weights_only=True)
+    rec[INT8_KEY] = {"generator.no_such.weight": torch.ones(3)}
+    del rec["xgen_digest"]
+    torch.save(rec, path)
+    with pytest.raises(ConfigError, match="not an int8 weight"):
+        load_model(path)

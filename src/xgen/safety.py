@@ -143,6 +143,7 @@ def check_config_targets(cfg: Any, file: str | Path | None, kind: str = "net", k
 
 # ----------------------------------------------------------------------------- tensor digest
 DIGEST_KEY = "xgen_digest"
+INT8_KEY = "xgen_int8"  # {state key: per-row float scales} of weights stored as int8 (shipped checkpoints)
 
 
 def tensor_digest(state_dict: Mapping[str, Any]) -> str:
@@ -159,10 +160,20 @@ def tensor_digest(state_dict: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _digested(checkpoint: Mapping) -> dict:
+    """The tensors a digest covers: the state_dict, plus the int8 scales of a quantised checkpoint."""
+    tensors = dict(checkpoint["state_dict"])
+    scales = checkpoint.get(INT8_KEY)
+    if isinstance(scales, Mapping):
+        tensors.update({f"{INT8_KEY}/{k}": v for k, v in scales.items()})
+    return tensors
+
+
 def add_digest(checkpoint: dict) -> None:
-    """Record the digest of ``checkpoint['state_dict']`` (models call this from ``on_save_checkpoint``)."""
+    """Record the digest of ``checkpoint['state_dict']`` (and of its int8 scales, if any; models call this
+    from ``on_save_checkpoint``)."""
     if isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint[DIGEST_KEY] = {"sha256": tensor_digest(checkpoint["state_dict"])}
+        checkpoint[DIGEST_KEY] = {"sha256": tensor_digest(_digested(checkpoint))}
 
 
 def verify_digest(checkpoint: Mapping, source: str | Path) -> bool:
@@ -173,7 +184,7 @@ def verify_digest(checkpoint: Mapping, source: str | Path) -> bool:
         return False
     want = rec.get("sha256") if isinstance(rec, Mapping) else None
     sd = checkpoint.get("state_dict")
-    if not isinstance(want, str) or not isinstance(sd, Mapping) or tensor_digest(sd) != want:
+    if not isinstance(want, str) or not isinstance(sd, Mapping) or tensor_digest(_digested(checkpoint)) != want:
         raise ConfigError(f"{source}: the checkpoint's tensors do not match its recorded SHA-256 digest: the "
                           "file is corrupt or was modified; it was not loaded. Use an earlier checkpoint.")
     return True
@@ -198,7 +209,42 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise ConfigError(f"{path}: not an xgen checkpoint (no state_dict).")
     verify_digest(ckpt, path)
+    if INT8_KEY in ckpt:
+        ckpt["state_dict"] = dequantize_int8(ckpt["state_dict"], ckpt[INT8_KEY], path)
     return ckpt
+
+
+def quantize_int8(state: Mapping[str, torch.Tensor], min_numel: int = 65_536) -> tuple[dict, dict]:
+    """Symmetric per-row int8 storage of the large floating weights of ``state`` (``numel >= min_numel``,
+    2-D or more): ``w ≈ q * scale[row]`` with ``q = round(w / scale)`` in [-127, 127] and ``scale = max|w_row| /
+    127``, so the error of every weight is at most half a step (``scale / 2``). Returns (state with int8
+    tensors, {key: scale}); :func:`read_checkpoint` reverses it."""
+    out, scales = dict(state), {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel:
+            w = v.detach().float().reshape(v.shape[0], -1)
+            scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+            out[k] = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape).contiguous()
+            scales[k] = scale.contiguous()
+    return out, scales
+
+
+def dequantize_int8(state: Mapping, scales: Any, path: str | Path) -> dict:
+    """The float32 weights of a checkpoint stored with :func:`quantize_int8`; a malformed entry (a key
+    the state lacks, a tensor that is not int8, scales of the wrong shape or not finite and positive)
+    is one ConfigError naming the file and the key."""
+    if not isinstance(scales, Mapping):
+        raise ConfigError(f"{path}: '{INT8_KEY}' is not a mapping of weight names to scales.")
+    out = dict(state)
+    for k, scale in scales.items():
+        q = state.get(k)
+        if not isinstance(q, torch.Tensor) or q.dtype != torch.int8 or q.dim() < 1:
+            raise ConfigError(f"{path}: '{INT8_KEY}' names {str(k)[:100]!r}, which is not an int8 weight of the state_dict.")
+        if not (isinstance(scale, torch.Tensor) and scale.is_floating_point() and tuple(scale.shape) == (q.shape[0],)
+                and bool(torch.isfinite(scale).all()) and bool((scale > 0).all())):
+            raise ConfigError(f"{path}: the int8 scales of {str(k)[:100]!r} are not {q.shape[0]} finite positive numbers.")
+        out[k] = (q.float().reshape(q.shape[0], -1) * scale.float()[:, None]).reshape(q.shape)
+    return out
 
 
 def load_yaml(path: str | Path) -> Any:
