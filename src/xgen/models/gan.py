@@ -20,7 +20,8 @@ from torch import nn
 from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import SafeLoad, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.base import SafeLoad, TrainLog, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.step import adversarial_step
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
@@ -46,7 +47,7 @@ def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
     return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
 
 
-class GAN(SafeLoad, L.LightningModule):
+class GAN(SafeLoad, TrainLog, L.LightningModule):
     """A GAN (Goodfellow et al. 2014) trained with Lightning's manual optimisation.
 
     Args:
@@ -279,32 +280,17 @@ class GAN(SafeLoad, L.LightningModule):
         opt_g, opt_d = self.optimizers()
         if self._sync_grads:  # Lightning re-arms DDP's reducer before every step
             self.trainer.strategy.model.require_backward_grad_sync = False
-        # discriminator / critic: every step
-        self.toggle_optimizer(opt_d)
-        loss_d, logs = self.discriminator_terms(x)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        self._average_grads(self._d_params)
-        opt_d.step()
-        if self.loss_kind == "wgan":
-            with torch.no_grad():
-                for p in self.discriminator.parameters():
-                    p.clamp_(-self.clip_value, self.clip_value)
-        self.untoggle_optimizer(opt_d)
-        # generator: every n_critic-th step
-        if (batch_idx + 1) % self.n_critic == 0:
-            self.toggle_optimizer(opt_g)
-            loss_g, glogs = self.generator_terms(x.shape[0], x)
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-            self._average_grads(self._g_params)
-            opt_g.step()
-            self.untoggle_optimizer(opt_g)
-            logs.update(glogs)
-        self._last_losses = {k: v.detach() for k, v in logs.items()}
-        # sync_dist: under DDP the epoch value is the mean over every process's batches (a no-op in one process)
-        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True,
-                      prog_bar=False, sync_dist=True, batch_size=x.shape[0])
+        # discriminator / critic every step, generator every n_critic-th step (xgen.models.step)
+        logs = adversarial_step(
+            lambda: self.discriminator_terms(x), lambda: self.generator_terms(x.shape[0], x), opt_d, opt_g,
+            self._d_params, self._g_params, update_g=(batch_idx + 1) % self.n_critic == 0,
+            clip_params=list(self.discriminator.parameters()) if self.loss_kind == "wgan" else (),
+            clip_value=self.clip_value if self.loss_kind == "wgan" else None,
+            backward=self.manual_backward, average=self._average_grads if self._sync_grads else None)
+        self._last_losses = logs
+        # summed on the device, handed to the loggers every log_every_n_steps (xgen.models.base.TrainLog);
+        # sync_dist: under DDP the values are means over every process's batches
+        self.log_train(logs, x.shape[0])
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]
