@@ -247,6 +247,14 @@ class TrainLog:
     def on_train_epoch_start(self) -> None:
         self.__dict__.setdefault("_train_sums", {}).clear()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call (about 40 times a training step); it is
+        # never a parameter, buffer or module, so nn.Module's bookkeeping (about 1 us a call) is skipped
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
 
 class StepModule(SafeLoad, TrainLog, L.LightningModule):
     """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
@@ -277,3 +285,10 @@ class StepModule(SafeLoad, TrainLog, L.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         return adam(self.parameters(), h.lr, h.betas, h.weight_decay)
+
+    def on_train_start(self) -> None:
+        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true: not for automatic optimisation
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(f"speed.cuda_graph: training eagerly: {type(self).__name__} is optimised by Lightning's "
+                           "automatic optimisation; whole-step capture covers the GAN family (docs/speed.md).")
