@@ -39,8 +39,8 @@ import torch
 # model -> (config overrides, timed steps per path, warm-up steps)
 MODELS = {
     "gan": (["model=gan"], 150, 10),
-    "dcgan": (["model=dcgan"], 25, 5),
-    "infogan": (["model=infogan"], 25, 5),
+    "dcgan": (["model=dcgan"], 20, 5),
+    "infogan": (["model=infogan"], 15, 5),
     "vae": (["model=vae", "model/net=mlp"], 300, 20),
     "info_vae": (["model=info_vae", "model/net=mlp"], 300, 20),
 }

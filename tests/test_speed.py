@@ -349,3 +349,22 @@ def test_throughput_counts_the_timed_batches(tmp_path):
     out = json.loads((tmp_path / "t.json").read_text())
     assert out["batches"] == 3 and out["images"] == 48
     assert math.isclose(out["images_per_s"], 48 / out["seconds"], rel_tol=1e-9)
+
+
+def test_finite_check_finds_every_nan_and_inf():
+    """FiniteGuard's min/max check: one non-finite value anywhere (either sign of inf, NaN) is found; a
+    finite model, and a finite loss, pass."""
+    from xgen.callbacks.finite_guard import all_finite
+
+    m = torch.nn.Sequential(torch.nn.Linear(50, 40), torch.nn.Linear(40, 3))
+    assert all_finite(m) and all_finite(m, torch.tensor(3.0))
+    assert not all_finite(m, torch.tensor(float("nan")))
+    for v in (float("nan"), float("inf"), -float("inf")):
+        for layer, pos in ((0, (0, 0)), (0, (39, 49)), (1, (2, 17))):
+            with torch.no_grad():
+                old = float(m[layer].weight[pos])
+                m[layer].weight[pos] = v
+            assert not all_finite(m), (v, layer, pos)
+            with torch.no_grad():
+                m[layer].weight[pos] = old
+    assert all_finite(m)

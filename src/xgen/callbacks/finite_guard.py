@@ -1,7 +1,7 @@
 """Non-finite training stops: NaN/inf in the loss or the weights ends the run as ``failed``.
 
-Checking the weights costs one reduction over the parameters (about 0.6 ms a step for a 1M-parameter
-model on a CPU, docs/speed.md), so it runs every ``check_every_n_steps`` steps (default 20); on a CPU the
+Checking the weights costs one min/max reduction over the parameters (0.2 ms for a 1M-parameter model on
+one CPU thread, docs/speed.md), so it runs every ``check_every_n_steps`` steps (default 20); on a CPU the
 loss the step returns (a scalar: free to read) is checked after every step as well, and on a GPU only
 with the weights, so the training step never waits on the host. Every
 checkpoint save is checked too, so no checkpoint ever holds non-finite weights: the error names the
@@ -23,10 +23,13 @@ class NonFiniteError(XgenError):
 
 
 def all_finite(module: torch.nn.Module, loss: torch.Tensor | None = None) -> bool:
-    flags = [torch.isfinite(p).all() for p in module.parameters()]
+    """No NaN/inf in the floating-point parameters (nor in ``loss``). Each tensor's min and max are finite
+    exactly when all its values are (NaN propagates through both, +-inf lands in one): on a CPU 0.2 ms for
+    the 1.1M parameters of the MLP VAE, against 2.7 ms for ``isfinite(p).all()`` (docs/speed.md)."""
+    ends = [torch.stack(torch.aminmax(p.detach())) for p in module.parameters() if p.is_floating_point() and p.numel()]
     if loss is not None:
-        flags.append(torch.isfinite(loss).all())
-    return bool(torch.stack(flags).all()) if flags else True
+        ends.append(loss.detach().reshape(-1))
+    return bool(torch.isfinite(torch.cat([e.float() for e in ends])).all()) if ends else True
 
 
 def last_good_checkpoint(trainer: Any) -> str:
