@@ -368,3 +368,41 @@ def test_finite_check_finds_every_nan_and_inf():
             with torch.no_grad():
                 m[layer].weight[pos] = old
     assert all_finite(m)
+
+
+@pytest.mark.parametrize("profiler", [None, "simple"])
+def test_fast_dispatch_calls_exactly_the_hooks_callbacks_implement(profiler):
+    """xgen.speed.install_fast_callback_dispatch: a callback is called for the hooks it implements, in
+    the trainer's order, with Lightning's _current_fx_name set; one that implements none is never
+    called; a real profiler (Lightning's own dispatch) sees the same calls."""
+    from xgen import speed
+    from xgen.data import DigitsDataModule
+
+    assert speed.install_fast_callback_dispatch() and speed.install_fast_callback_dispatch()
+    calls = []
+
+    class A(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            calls.append(("A", "end", pl_module._current_fx_name))
+
+    class B(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *args):
+            calls.append(("B", "start", pl_module._current_fx_name))
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            calls.append(("B", "end", pl_module._current_fx_name))
+
+    class Silent(L.Callback):
+        def __getattribute__(self, name):
+            if name.startswith("on_train_batch"):
+                raise AssertionError(f"{name} called on a callback without it")
+            return super().__getattribute__(name)
+
+    vae = VAE(image_shape=(1, 8, 8), latent_dim=2, encoder=MLPEncoder((1, 8, 8), 2, hidden=[8]),
+              decoder=MLPDecoder((1, 8, 8), 2, hidden=[8]))
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        profiler=profiler, callbacks=[A()] + ([Silent()] if profiler is None else []) + [B()])
+    trainer.fit(vae, datamodule=DigitsDataModule(size=8, batch_size=16, repeat=1))
+    assert calls == [("B", "start", "on_train_batch_start"), ("A", "end", "on_train_batch_end"),
+                     ("B", "end", "on_train_batch_end")] * 2
