@@ -4,11 +4,12 @@ PIP   ?= $(PY) -m pip
 STAMP := .make
 ARGS  ?=
 
-.PHONY: install data run test test-fast bench clean help
+.PHONY: install data run test test-fast bench bench-all clean help
 help:
 	@echo "make run    install, then train the default experiment (VAE on Fashion-MNIST, a few minutes on CPU)"
 	@echo "make test   install, then run the test suite"
-	@echo "make bench  benchmarks (one JSON line each)"
+	@echo "make bench  xgen vs hand-written loops, images/s (bench/bench_speed.py, ~6 min on 2 CPU cores)"
+	@echo "make bench-all  every benchmark script in bench/ (one JSON line each)"
 
 install: $(STAMP)/install data
 
@@ -35,6 +36,9 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
 bench: install
+	OMP_NUM_THREADS=1 $(PY) bench/bench_speed.py $(ARGS)
+
+bench-all: install
 	@for f in bench/bench_*.py; do $(PY) $$f; done
 
 clean:

@@ -15,7 +15,14 @@ def check_optim(lr: float, betas, key: str = "model") -> tuple[float, float]:
 
 
 def adam(params, lr: float, betas, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam, fused where PyTorch supports it on the parameters' device (one kernel per step on GPU)."""
+    """Adam, fused where PyTorch supports it on the parameters' device: one kernel per step on a GPU, and
+    on a CPU 0.7 ms instead of 3.0 ms a step for the 1.1M parameters of the MLP VAE (docs/speed.md)."""
     params = list(params)
-    fused = bool(params) and params[0].is_cuda
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=fused or None)
+    kw = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    fusable = bool(params) and all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
+    if fusable:
+        try:
+            return torch.optim.Adam(params, fused=True, **kw)
+        except (RuntimeError, ValueError):  # a PyTorch or dtype without a fused kernel here
+            pass
+    return torch.optim.Adam(params, **kw)

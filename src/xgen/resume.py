@@ -90,9 +90,9 @@ def attach(trainer: Any) -> None:
 
 # ----------------------------------------------------------------------------- resuming a run directory
 RESUME_OVERRIDABLE = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "ckpt_path", "test",
-                      "callbacks.progress_bar", "callbacks.progress_bar.refresh_rate", "trainer.enable_progress_bar",
+                      "callbacks.progress_bar", "callbacks.progress_bar.refresh_rate", "callbacks.progress_bar.refresh_per_second", "trainer.enable_progress_bar",
                       "skip_completed", "matmul_precision", "trainer.devices", "trainer.accelerator",
-                      "callbacks.model_checkpoint.every_n_minutes")
+                      "callbacks.model_checkpoint.every_n_minutes", "speed.channels_last", "speed.compile", "speed.cuda_graph")
 """Keys an override may change when a run is resumed (everything else comes from the run's config.yaml)."""
 
 

@@ -1,7 +1,9 @@
 """Non-finite training stops: NaN/inf in the loss or the weights ends the run as ``failed``.
 
-Checking costs one reduction over the parameters (and the loss, when the step returns one); on a GPU it
-runs every ``check_every_n_steps`` steps so the training step itself never waits on the host. Every
+Checking the weights costs one min/max reduction over the parameters (0.2 ms for a 1M-parameter model on
+one CPU thread, docs/speed.md), so it runs every ``check_every_n_steps`` steps (default 20); on a CPU the
+loss the step returns (a scalar: free to read) is checked after every step as well, and on a GPU only
+with the weights, so the training step never waits on the host. Every
 checkpoint save is checked too, so no checkpoint ever holds non-finite weights: the error names the
 step and the last good checkpoint to go back to.
 """
@@ -21,10 +23,13 @@ class NonFiniteError(XgenError):
 
 
 def all_finite(module: torch.nn.Module, loss: torch.Tensor | None = None) -> bool:
-    flags = [torch.isfinite(p).all() for p in module.parameters()]
+    """No NaN/inf in the floating-point parameters (nor in ``loss``). Each tensor's min and max are finite
+    exactly when all its values are (NaN propagates through both, +-inf lands in one): on a CPU 0.2 ms for
+    the 1.1M parameters of the MLP VAE, against 2.7 ms for ``isfinite(p).all()`` (docs/speed.md)."""
+    ends = [torch.stack(torch.aminmax(p.detach())) for p in module.parameters() if p.is_floating_point() and p.numel()]
     if loss is not None:
-        flags.append(torch.isfinite(loss).all())
-    return bool(torch.stack(flags).all()) if flags else True
+        ends.append(loss.detach().reshape(-1))
+    return bool(torch.isfinite(torch.cat([e.float() for e in ends])).all()) if ends else True
 
 
 def last_good_checkpoint(trainer: Any) -> str:
@@ -44,9 +49,7 @@ class FiniteGuard(Callback):
         self.check_every_n_steps = check_every_n_steps
 
     def _every(self, pl_module) -> int:
-        if self.check_every_n_steps is not None:
-            return int(self.check_every_n_steps)
-        return 1 if pl_module.device.type == "cpu" else 20
+        return 20 if self.check_every_n_steps is None else int(self.check_every_n_steps)
 
     def check(self, trainer, pl_module, loss: torch.Tensor | None = None, where: str = "") -> None:
         if not all_finite(pl_module, loss):
@@ -57,9 +60,11 @@ class FiniteGuard(Callback):
                 "Lower model.lr, check the loss weights, or enable gradient clipping (trainer.gradient_clip_val).")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx % self._every(pl_module):
-            return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs if torch.is_tensor(outputs) else None
+        if batch_idx % self._every(pl_module):
+            if loss is not None and loss.device.type == "cpu" and not bool(torch.isfinite(loss.detach()).all()):
+                self.check(trainer, pl_module, loss.detach(), f", batch {batch_idx}")
+            return
         self.check(trainer, pl_module, loss.detach() if loss is not None else None, f", batch {batch_idx}")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:

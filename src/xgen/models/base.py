@@ -195,7 +195,68 @@ def agree_value_range(module: L.LightningModule) -> None:
                           f"value_range={list(want)} (or leave it unset: the model's range is then used).")
 
 
-class StepModule(SafeLoad, L.LightningModule):
+def log_due(trainer: Any) -> bool:
+    """Whether Lightning writes the loggers after this training batch: every ``log_every_n_steps``
+    batches, when training stops, and at the last batch of an epoch (then the epoch value is complete)."""
+    try:
+        if trainer._logger_connector.should_update_logs:
+            return True
+        return bool(trainer.fit_loop.epoch_loop._is_training_done)
+    except AttributeError:  # a Lightning without these internals: hand over every step (correct, slower)
+        return True
+
+
+class TrainLog:
+    """Training-step metrics without per-step framework work: :meth:`log_train` adds each value times
+    the batch size to a running sum on the device (no host sync, no ``self.log``); on the batches where
+    Lightning writes the loggers (:func:`log_due`) the sums since the last write go to ``self.log`` as
+    their batch-weighted mean, with ``batch_size`` = images summed. So ``metrics.csv``, W&B, TensorBoard
+    and the progress bar get the same keys as per-step logging (``train/<k>_step``, ``train/<k>_epoch``),
+    the epoch value is the exact epoch mean, and a ``_step`` row is the mean over the steps since the
+    previous row (docs/speed.md). ``train_prog_bar`` names the keys shown in the bar; ``train_sync_dist``
+    averages them over processes under DDP."""
+
+    train_prog_bar: tuple[str, ...] = ()
+    train_sync_dist: bool = True
+
+    def log_train(self, logs: Mapping[str, torch.Tensor], batch_size: int) -> None:
+        sums = self.__dict__.setdefault("_train_sums", {})
+        for k, v in logs.items():
+            v = v.detach()
+            acc = sums.get(k)
+            if acc is None:
+                sums[k] = [v.float() * batch_size, batch_size]
+            else:
+                acc[0].add_(v, alpha=batch_size)
+                acc[1] += batch_size
+
+    def flush_train_log(self) -> None:
+        """Hand the sums to Lightning (``self.log``) and start new ones."""
+        sums = self.__dict__.get("_train_sums")
+        if not sums:
+            return
+        for k, (total, n) in sums.items():
+            self.log(f"train/{k}", total / n, on_step=True, on_epoch=True, prog_bar=k in self.train_prog_bar,
+                     sync_dist=self.train_sync_dist, batch_size=n)
+        sums.clear()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.__dict__.get("_train_sums") and log_due(self.trainer):
+            self.flush_train_log()
+
+    def on_train_epoch_start(self) -> None:
+        self.__dict__.setdefault("_train_sums", {}).clear()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call (about 40 times a training step); it is
+        # never a parameter, buffer or module, so nn.Module's bookkeeping (about 1 us a call) is skipped
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+
+class StepModule(SafeLoad, TrainLog, L.LightningModule):
     """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
     hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``; its class is
     recorded in checkpoints so :func:`load_model` can rebuild it."""
@@ -224,3 +285,10 @@ class StepModule(SafeLoad, L.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         return adam(self.parameters(), h.lr, h.betas, h.weight_decay)
+
+    def on_train_start(self) -> None:
+        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true: not for automatic optimisation
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(f"speed.cuda_graph: training eagerly: {type(self).__name__} is optimised by Lightning's "
+                           "automatic optimisation; whole-step capture covers the GAN family (docs/speed.md).")

@@ -20,7 +20,8 @@ from torch import nn
 from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import SafeLoad, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.base import SafeLoad, TrainLog, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.step import adversarial_step
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
@@ -46,7 +47,7 @@ def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
     return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
 
 
-class GAN(SafeLoad, L.LightningModule):
+class GAN(SafeLoad, TrainLog, L.LightningModule):
     """A GAN (Goodfellow et al. 2014) trained with Lightning's manual optimisation.
 
     Args:
@@ -249,6 +250,17 @@ class GAN(SafeLoad, L.LightningModule):
 
         ddp = getattr(self.trainer.strategy, "model", None)
         self._sync_grads = isinstance(ddp, DistributedDataParallel) and self.trainer.world_size > 1
+        self._captured = None
+        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true (xgen.speed)
+            from xgen.speed import CapturedStep, capture_problem, make_capturable
+
+            why = capture_problem(self.trainer, self)
+            if why is None:
+                for opt in self.trainer.optimizers:
+                    make_capturable(opt)
+                self._captured = CapturedStep(self.graph_step)
+            else:
+                rank_zero_warn(f"speed.cuda_graph: training eagerly: {why}.")
 
     def _average_grads(self, params: Sequence[nn.Parameter]) -> None:
         if not self._sync_grads:
@@ -274,37 +286,42 @@ class GAN(SafeLoad, L.LightningModule):
         opt_d = adam(self._d_params, h.lr_d, h.betas_d)
         return [opt_g, opt_d]
 
+    def _step_args(self, x: torch.Tensor) -> dict[str, Any]:
+        wgan = self.loss_kind == "wgan"
+        return dict(clip_params=list(self.discriminator.parameters()) if wgan else (),
+                    clip_value=self.clip_value if wgan else None)
+
+    def graph_step(self, x: torch.Tensor, update_g: bool = True) -> dict[str, torch.Tensor]:
+        """The whole step on the bare optimisers (no Lightning hooks): what ``speed.cuda_graph`` captures."""
+        opt_g, opt_d = self.trainer.optimizers
+        return adversarial_step(lambda: self.discriminator_terms(x), lambda: self.generator_terms(x.shape[0], x),
+                                opt_d, opt_g, self._d_params, self._g_params, update_g=update_g, **self._step_args(x))
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = batch[0]
-        opt_g, opt_d = self.optimizers()
-        if self._sync_grads:  # Lightning re-arms DDP's reducer before every step
-            self.trainer.strategy.model.require_backward_grad_sync = False
-        # discriminator / critic: every step
-        self.toggle_optimizer(opt_d)
-        loss_d, logs = self.discriminator_terms(x)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        self._average_grads(self._d_params)
-        opt_d.step()
-        if self.loss_kind == "wgan":
-            with torch.no_grad():
-                for p in self.discriminator.parameters():
-                    p.clamp_(-self.clip_value, self.clip_value)
-        self.untoggle_optimizer(opt_d)
-        # generator: every n_critic-th step
-        if (batch_idx + 1) % self.n_critic == 0:
-            self.toggle_optimizer(opt_g)
-            loss_g, glogs = self.generator_terms(x.shape[0], x)
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-            self._average_grads(self._g_params)
-            opt_g.step()
-            self.untoggle_optimizer(opt_g)
-            logs.update(glogs)
-        self._last_losses = {k: v.detach() for k, v in logs.items()}
-        # sync_dist: under DDP the epoch value is the mean over every process's batches (a no-op in one process)
-        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, on_step=True, on_epoch=True,
-                      prog_bar=False, sync_dist=True, batch_size=x.shape[0])
+        update_g = (batch_idx + 1) % self.n_critic == 0
+        if getattr(self, "_captured", None) is not None:
+            # one graph per schedule state: the generator update and D's scheduled-dropout flags
+            key = (update_g, tuple(bool(getattr(m, "active", False)) for m in self.discriminator.modules()
+                                   if hasattr(m, "active")))
+            logs = self._captured(x, key=key, update_g=update_g)
+            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            for _ in range(1 + int(update_g)):  # the optimiser steps Lightning's wrappers would count
+                progress.increment_ready()
+                progress.increment_completed()
+        else:
+            opt_g, opt_d = self.optimizers()
+            if self._sync_grads:  # Lightning re-arms DDP's reducer before every step
+                self.trainer.strategy.model.require_backward_grad_sync = False
+            # discriminator / critic every step, generator every n_critic-th step (xgen.models.step)
+            logs = adversarial_step(
+                lambda: self.discriminator_terms(x), lambda: self.generator_terms(x.shape[0], x), opt_d, opt_g,
+                self._d_params, self._g_params, update_g=update_g, backward=self.manual_backward,
+                average=self._average_grads if self._sync_grads else None, **self._step_args(x))
+        self._last_losses = logs
+        # summed on the device, handed to the loggers every log_every_n_steps (xgen.models.base.TrainLog);
+        # sync_dist: under DDP the values are means over every process's batches
+        self.log_train(logs, x.shape[0])
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]

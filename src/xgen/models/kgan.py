@@ -44,8 +44,9 @@ from torch import nn
 from xgen.errors import ConfigError, DataError, check
 from xgen.latent import Codes, LatentSpec
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
-from xgen.models.base import agree_value_range, plain, record_class
+from xgen.models.base import TrainLog, agree_value_range, plain, record_class
 from xgen.models.gan import GAN, NetSpec, build
+from xgen.models.step import adversarial_step
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
 from xgen.optim import adam, check_optim
 
@@ -198,7 +199,7 @@ def to_uint8(x: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the model
-class KGAN(L.LightningModule):
+class KGAN(TrainLog, L.LightningModule):
     """An ensemble of k GANs on a balanced partition of the data (module docstring; docs/kgan.md).
 
     Args:
@@ -214,6 +215,8 @@ class KGAN(L.LightningModule):
             ``start_epoch``, ``sinkhorn_eps``, ``sinkhorn_iters``, ``kmeans_iters``, ``seed``, ``score_batch_size``.
         member_sampling: ``uniform`` or ``partition`` (members drawn in proportion to their data).
     """
+
+    train_sync_dist = False  # per-process values, as logged before TrainLog
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), k: int = 3, latent: Mapping | None = None,
                  generator: NetSpec = None, discriminator: NetSpec = None, loss: str = "wgan_gp",
@@ -483,6 +486,7 @@ class KGAN(L.LightningModule):
                                 self.part["init"] if self.k > 1 else "all")
 
     def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()  # TrainLog: a new epoch's sums
         e = self.current_epoch
         p = self.part
         if (self.k > 1 and p["update"] != "none" and e >= int(p["start_epoch"])
@@ -546,6 +550,15 @@ class KGAN(L.LightningModule):
     on_train_start = GAN.on_train_start  # DDP: gradients averaged by hand before each optimiser step
     _average_grads = GAN._average_grads
 
+    def _members_total(self, loss: Any, sizes: Sequence[int], logs: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, dict]:
+        """Sum of ``loss(j, n_j, logs)`` over the members that own images of this batch (None if none)."""
+        total = None
+        for j, n in enumerate(sizes):
+            if n:
+                lj = loss(j, n, logs)
+                total = lj if total is None else total + lj
+        return total, logs
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = batch[0]
         opt_g, opt_d = self.optimizers()
@@ -553,43 +566,20 @@ class KGAN(L.LightningModule):
             self.trainer.strategy.model.require_backward_grad_sync = False
         parts = self._members_of_batch(x)
         sizes = [x.shape[0] if p is None else int(p.numel()) for p in parts]
-        logs: dict[str, torch.Tensor] = {}
-        self.toggle_optimizer(opt_d)
-        total = None
-        for j, p in enumerate(parts):
-            if sizes[j]:
-                lj = self._d_loss(j, x if p is None else x[p], logs)
-                total = lj if total is None else total + lj
-        opt_d.zero_grad(set_to_none=True)
-        if total is not None:
-            self.manual_backward(total)
-        self._average_grads(self._d_params)
-        opt_d.step()
-        if self.loss_kind == "wgan":
-            with torch.no_grad():
-                for q in self.discriminators.parameters():
-                    q.clamp_(-self.clip_value, self.clip_value)
-        self.untoggle_optimizer(opt_d)
-        if (batch_idx + 1) % self.n_critic == 0:
-            self.toggle_optimizer(opt_g)
-            total = None
-            for j in range(self.k):
-                if sizes[j]:
-                    lj = self._g_loss(j, sizes[j], logs)
-                    total = lj if total is None else total + lj
-            opt_g.zero_grad(set_to_none=True)
-            if total is not None:
-                self.manual_backward(total)
-            self._average_grads(self._g_params)
-            opt_g.step()
-            self.untoggle_optimizer(opt_g)
+        # every member: its discriminator each step, its generator every n_critic-th step (xgen.models.step)
+        d_loss = lambda j, n, lg: self._d_loss(j, x if parts[j] is None else x[parts[j]], lg)  # noqa: E731
+        logs = adversarial_step(
+            lambda: self._members_total(d_loss, sizes, {}), lambda: self._members_total(self._g_loss, sizes, {}),
+            opt_d, opt_g, self._d_params, self._g_params, update_g=(batch_idx + 1) % self.n_critic == 0,
+            clip_params=self._d_params if self.loss_kind == "wgan" else (),
+            clip_value=self.clip_value if self.loss_kind == "wgan" else None,
+            backward=self.manual_backward, average=self._average_grads if self._sync_grads else None)
         for kind in ("loss_d", "loss_g", "gp"):
             vals = [v for key, v in logs.items() if key.startswith(kind + "_")]
             if vals:
-                logs[kind] = torch.stack([v.detach() for v in vals]).mean()
-        self._last_losses = {key: v.detach() for key, v in logs.items()}
-        self.log_dict({f"train/{key}": v.detach() for key, v in logs.items()}, on_step=True, on_epoch=True,
-                      prog_bar=False, batch_size=x.shape[0])
+                logs[kind] = torch.stack(vals).mean()
+        self._last_losses = logs
+        self.log_train(logs, x.shape[0])  # summed on the device, logged every log_every_n_steps (TrainLog)
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]

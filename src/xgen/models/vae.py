@@ -124,14 +124,19 @@ class VAE(StepModule):
         return t["rec"] + self.beta * t["kl"]
 
     # ------------------------------------------------------------------ Lightning
+    train_prog_bar = ("nelbo",)  # the progress bar shows train/nelbo (TrainLog) and val/nelbo
+
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x = batch[0]
         t = self.terms(x)
-        train = stage == "train"
+        if stage == "train":
+            # summed on the device, handed to the loggers every log_every_n_steps (xgen.models.base.TrainLog);
+            # under DDP the values are means over every process's batches
+            self.log_train(t, x.shape[0])
+            return t["loss"]
         for k, v in t.items():
-            # sync_dist: under DDP the epoch value is the mean over every process's batches (a no-op
-            # in one process; on_step values are then the mean over processes too)
-            self.log(f"{stage}/{k}", v.detach(), on_step=train, on_epoch=True, prog_bar=k == "nelbo",
+            # sync_dist: under DDP the epoch value is the mean over every process's batches
+            self.log(f"{stage}/{k}", v.detach(), on_step=False, on_epoch=True, prog_bar=k == "nelbo",
                      sync_dist=True, batch_size=x.shape[0])
         return t["loss"]
 

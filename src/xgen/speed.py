@@ -1,0 +1,199 @@
+"""Speed options of a training run (config group ``speed``; docs/speed.md).
+
+* ``speed.channels_last``: the model's 4-d weights (and so its convolutions) in NHWC memory layout;
+* ``speed.compile``: every network of the model compiled with ``torch.compile`` (``nn.Module.compile``:
+  the state dict, checkpoints and the step function are unchanged);
+* ``speed.cuda_graph``: on a CUDA device, the whole adversarial step (both players, both optimiser steps)
+  captured once as a CUDA graph and replayed for every batch (:class:`CapturedStep`); where capture is
+  impossible (no CUDA, several processes, a callback that needs eager tensors, a model without a
+  capturable step) training stays eager and one line says why.
+
+Precision is Lightning's ``trainer.precision`` (``32-true`` default, ``bf16-mixed``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from xgen.errors import ConfigError
+
+log = logging.getLogger("xgen")
+
+OPTIONS = {"channels_last": False, "compile": False, "cuda_graph": False}
+# callback hooks that run between the backward pass and the optimiser step: a captured step skips them
+EAGER_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
+
+
+def options(cfg: Mapping[str, Any] | None) -> dict[str, bool]:
+    """The ``speed`` config as a dict of booleans; unknown keys and non-booleans are refused."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"speed: unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
+    out = dict(OPTIONS)
+    for k, v in cfg.items():
+        if not isinstance(v, bool):
+            raise ConfigError(f"speed.{k}: expected true or false, got {v!r}")
+        out[k] = v
+    return out
+
+
+def networks(model: nn.Module) -> list[nn.Module]:
+    """The model's direct child networks (generator, discriminator, q_head, encoder, decoder, ...)."""
+    return [m for m in model.children() if isinstance(m, nn.Module)]
+
+
+def apply(model: nn.Module, opts: Mapping[str, bool]) -> nn.Module:
+    """Apply ``channels_last`` and ``compile`` to ``model`` in place; ``cuda_graph`` is applied when training
+    starts (:func:`capture_problem` decides). Returns the model."""
+    if opts.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+    if opts.get("compile"):
+        for net in networks(model):
+            net.compile()
+    model._xgen_cuda_graph = bool(opts.get("cuda_graph"))
+    return model
+
+
+def capture_problem(trainer: Any, model: nn.Module) -> str | None:
+    """Why the whole step cannot be captured as a CUDA graph in this run (None: it can)."""
+    if getattr(trainer, "world_size", 1) > 1:
+        return "several processes (DDP averages gradients between the two players' updates)"
+    precision = str(getattr(getattr(trainer, "precision_plugin", None), "precision", "32-true"))
+    if precision.startswith("16"):
+        return f"precision {precision} (its gradient scaler steps on the host)"
+    if not hasattr(model, "graph_step"):
+        return f"{type(model).__name__} has no capturable step (the GAN family has one)"
+    from lightning.pytorch import Callback
+
+    for cb in getattr(trainer, "callbacks", []):
+        for hook in EAGER_HOOKS:
+            if getattr(type(cb), hook, None) is not getattr(Callback, hook):
+                return f"callback {type(cb).__name__} needs eager tensors in {hook}"
+    if not torch.cuda.is_available() or model.device.type != "cuda":
+        return "no CUDA device"
+    return None
+
+
+class CapturedStep:
+    """A training step ``step(x) -> dict of tensors`` run as CUDA graphs (Nvidia's whole-network capture
+    recipe): the first ``warmup`` calls run eagerly on a side stream (cuBLAS/cuDNN workspaces and the
+    optimiser state are created there), the next call copies its batch into a static input buffer,
+    captures the step and replays it; every later call copies the batch in and replays. The outputs are
+    the graph's static tensors (read or copy them before the next call). ``key`` names the variant of the
+    step (e.g. whether the generator is updated): each key gets its own graph, sharing one memory pool."""
+
+    def __init__(self, step: Callable[..., dict[str, Tensor]], warmup: int = 3):
+        if not torch.cuda.is_available():
+            raise RuntimeError("CapturedStep needs CUDA")
+        self.step, self.warmup = step, int(warmup)
+        self.calls = 0
+        self.static_x: Tensor | None = None
+        self.graphs: dict[Any, tuple[torch.cuda.CUDAGraph, dict[str, Tensor]]] = {}
+        self.pool = None
+
+    def __call__(self, x: Tensor, key: Any = None, **kwargs: Any) -> dict[str, Tensor]:
+        self.calls += 1
+        if self.calls <= self.warmup:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self.step(x, **kwargs)
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.static_x is None:
+            self.static_x = x.detach().clone()
+        elif self.static_x.shape != x.shape:
+            raise ValueError(f"a captured step takes batches of one shape {tuple(self.static_x.shape)}, got "
+                             f"{tuple(x.shape)} (train with drop_last, the default of xgen's data modules)")
+        self.static_x.copy_(x)
+        if key not in self.graphs:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                out = self.step(self.static_x, **kwargs)
+            self.pool = self.pool or graph.pool()
+            self.graphs[key] = (graph, out)
+        graph, out = self.graphs[key]
+        graph.replay()
+        return out
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Switch an Adam-like optimiser to ``capturable`` (its step count lives on the device)."""
+    for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = True
+
+
+# ----------------------------------------------------------------------------- callback dispatch
+_NOOP_CACHE: dict[tuple[type, str], bool] = {}
+
+
+def _is_noop(callback: Any, hook_name: str) -> bool:
+    """Whether ``callback``'s ``hook_name`` is Lightning's empty ``Callback`` method (not overridden by its
+    class nor set on the instance)."""
+    if hook_name in getattr(callback, "__dict__", {}):
+        return False
+    key = (type(callback), hook_name)
+    hit = _NOOP_CACHE.get(key)
+    if hit is None:
+        from lightning.pytorch import Callback
+
+        base = getattr(Callback, hook_name, None)
+        hit = _NOOP_CACHE[key] = base is not None and getattr(type(callback), hook_name, None) is base
+    return hit
+
+
+def install_fast_callback_dispatch() -> bool:
+    """Make Lightning skip callbacks whose hook is the empty base method.
+
+    Lightning calls every hook of every callback, overridden or not: with xgen's 8 default callbacks
+    that is about 50 calls a training step, each with a profiler context and a ``state_key`` string
+    (about 1,450 Python calls a step, 0.5-1 ms on a CPU; docs/speed.md). The replacement calls exactly
+    the hooks a callback implements, in the same order, with the same ``_current_fx_name`` bookkeeping;
+    with a real profiler (``trainer.profiler`` set) Lightning's own dispatch is used, so every hook
+    still shows in its report. Returns whether the replacement is installed (idempotent)."""
+    from lightning.pytorch.profilers import PassThroughProfiler
+    from lightning.pytorch.trainer import call
+
+    original = getattr(call._call_callback_hooks, "_xgen_original", None)
+    if original is not None:
+        return True
+    original = call._call_callback_hooks
+    import inspect
+
+    if list(inspect.signature(original).parameters)[:3] != ["trainer", "hook_name", "args"]:
+        return False  # a Lightning whose dispatch we do not know: keep it
+
+    def _call_callback_hooks(trainer: Any, hook_name: str, *args: Any, monitoring_callbacks: bool | None = None,
+                             **kwargs: Any) -> None:
+        if monitoring_callbacks is not None or type(trainer.profiler) is not PassThroughProfiler:
+            return original(trainer, hook_name, *args, monitoring_callbacks=monitoring_callbacks, **kwargs)
+        # per trainer and hook: the callbacks that implement it, recomputed when trainer.callbacks changes
+        cache = trainer.__dict__.setdefault("_xgen_dispatch", {})
+        current = tuple(trainer.callbacks)
+        hit = cache.get(hook_name)
+        if hit is None or hit[0] != current:
+            hit = cache[hook_name] = (current, [cb for cb in current if not _is_noop(cb, hook_name)])
+        callbacks = hit[1]
+        if not callbacks:
+            return None
+        pl_module = trainer.lightning_module
+        if pl_module:
+            prev_fx_name = pl_module._current_fx_name
+            pl_module._current_fx_name = hook_name
+        for callback in callbacks:
+            fn = getattr(callback, hook_name)
+            if callable(fn):
+                fn(trainer, trainer.lightning_module, *args, **kwargs)
+        if pl_module:
+            pl_module._current_fx_name = prev_fx_name
+        return None
+
+    _call_callback_hooks._xgen_original = original
+    call._call_callback_hooks = _call_callback_hooks
+    return True
