@@ -96,7 +96,10 @@ def train_one(name: str, out_dir: Path, threads: int, keep: Path | None = None, 
         meta = {"command": "xgen " + " ".join(overrides), "scores": scores, "dataset": "fashion_mnist",
                 "torch_version": str(torch.__version__), "threads": threads,
                 "resumed_from_epochs_of": str(resume) if resume is not None else None}
-        path = convert(Path(tmp) / "checkpoints" / "last.ckpt", out_dir / FILES[name], meta, int8=name in INT8)
+        last = Path(tmp) / "checkpoints" / "last.ckpt"
+        if not last.is_file() and resume is not None:  # the kept run had all its epochs: nothing was retrained
+            last = resume / "checkpoints" / "last.ckpt"
+        path = convert(last, out_dir / FILES[name], meta, int8=name in INT8)
         if keep is not None:
             shutil.copytree(tmp, keep / name, dirs_exist_ok=True)
     print(f"{path}: {json.dumps(scores)} size={path.stat().st_size / 1e6:.2f} MB sha256={sha256(path)[:16]}",
