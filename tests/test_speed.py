@@ -406,3 +406,37 @@ def test_fast_dispatch_calls_exactly_the_hooks_callbacks_implement(profiler):
     trainer.fit(vae, datamodule=DigitsDataModule(size=8, batch_size=16, repeat=1))
     assert calls == [("B", "start", "on_train_batch_start"), ("A", "end", "on_train_batch_end"),
                      ("B", "end", "on_train_batch_end")] * 2
+
+
+def test_vae_manual_step_equals_lightning_automatic_optimisation():
+    """VAEs train by one player_update a step (manual optimisation); Lightning's automatic optimisation
+    (manual_step=False) gives the same parameters after 3 steps, and a trainer asking for gradient
+    clipping or accumulation falls back to it (Lightning supports those only there) and clips."""
+    from xgen.data import DigitsDataModule
+
+    def fit(manual: bool, **trainer_kw):
+        torch.manual_seed(0)
+        m = VAE(image_shape=(1, 28, 28), latent_dim=4, encoder=MLPEncoder((1, 28, 28), 4, hidden=[32]),
+                decoder=MLPDecoder((1, 28, 28), 4, hidden=[32]))
+        m.manual_step = manual
+        seen = {}
+
+        class Probe(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                seen["automatic"] = pl_module.automatic_optimization
+
+        torch.manual_seed(3)
+        L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, accelerator="cpu", logger=False,
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                  callbacks=[Probe()], **trainer_kw).fit(m, datamodule=DigitsDataModule(size=28, batch_size=64,
+                                                                                           repeat=1, seed=0))
+        return m, seen["automatic"]
+
+    (a, auto_a), (b, auto_b) = fit(True), fit(False)
+    assert auto_a is False and auto_b is True
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    (c, auto_c), (d, auto_d) = fit(True, gradient_clip_val=1e-3), fit(True, accumulate_grad_batches=2)
+    assert auto_c is True and auto_d is True
+    moved = lambda m: max(float((p - q).abs().max()) for p, q in zip(m.parameters(), fit(True)[0].parameters()))  # noqa: E731
+    assert moved(c) > 1e-5 and moved(d) > 1e-5  # clipping / accumulation changed the trajectory
