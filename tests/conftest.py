@@ -45,3 +45,13 @@ def fashion_available():
             pytest.fail("CI must install dataset-fashion-mnist (make data)")
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     return FASHION_DIR
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny runs on shared cores were measured up to 10-15x slower with
+    two (k-GAN keys 40 s -> 2.6 s; docs/gan.md). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

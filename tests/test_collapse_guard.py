@@ -76,13 +76,7 @@ SMALL_G = {"_target_": "xgen.nets.gan.ConvGenerator", "channels": [32, 16], "hid
 SMALL_D = {"_target_": "xgen.nets.gan.ConvDiscriminator", "channels": [16, 32], "hidden": 64, "slope": 0.1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: on shared cores, two threads per process were measured ~10x slower (docs/gan.md)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _run(d_batch: str, action: str = "warn", epochs: int = 3) -> CollapseGuard:

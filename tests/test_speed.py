@@ -27,13 +27,7 @@ from xgen.models.step import adversarial_step, player_update
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 from xgen.nets.vae import MLPDecoder, MLPEncoder
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These runs are tiny: one thread avoids waiting on a second, busy core (kgan keys: 40 s -> 2.6 s measured on the shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # Recorded on main (b59874c, per-step self.log) with the run of `_logged_keys` below: data=digits, 6
