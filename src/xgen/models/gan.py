@@ -42,6 +42,18 @@ def build(spec: NetSpec, default: Callable[..., nn.Module], key: str, **kwargs: 
         raise
 
 
+def check_game(loss: str, lr_g: float, betas_g: Sequence[float], lr_d: float, betas_d: Sequence[float],
+               n_critic: int, gp_weight: float, clip_value: float) -> None:
+    """The two-player settings every adversarial model shares (GAN family, k-GAN), each checked with
+    its config key named."""
+    check(loss in LOSSES, "model.loss", f"unknown loss {loss!r}; choose one of {LOSSES}")
+    check_optim(lr_g, betas_g, "model.g")
+    check_optim(lr_d, betas_d, "model.d")
+    check(int(n_critic) >= 1, "model.n_critic", f"discriminator steps per generator step must be >= 1, got {n_critic}")
+    check(float(gp_weight) >= 0, "model.gp_weight", f"must be >= 0, got {gp_weight}")
+    check(float(clip_value) > 0, "model.clip_value", f"must be > 0, got {clip_value}")
+
+
 def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
     """A latent spec as a plain dict (checkpoints stay loadable with weights_only)."""
     return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
@@ -82,12 +94,7 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
         super().__init__()
         latent, generator, discriminator = plain_latent(latent), plain(generator), plain(discriminator)
         betas_g, betas_d, image_shape = plain(betas_g), plain(betas_d), plain(image_shape)
-        check(loss in LOSSES, "model.loss", f"unknown loss {loss!r}; choose one of {LOSSES}")
-        check_optim(lr_g, betas_g, "model.g")
-        check_optim(lr_d, betas_d, "model.d")
-        check(int(n_critic) >= 1, "model.n_critic", f"discriminator steps per generator step must be >= 1, got {n_critic}")
-        check(float(gp_weight) >= 0, "model.gp_weight", f"must be >= 0, got {gp_weight}")
-        check(float(clip_value) > 0, "model.clip_value", f"must be > 0, got {clip_value}")
+        check_game(loss, lr_g, betas_g, lr_d, betas_d, n_critic, gp_weight, clip_value)
         check(d_batch in D_BATCH, "model.d_batch", f"choose one of {D_BATCH}, got {d_batch!r}")
         self.latent = LatentSpec.from_config(latent, default=self.default_latent)
         self._check_latent()

@@ -43,12 +43,12 @@ from torch import nn
 
 from xgen.errors import ConfigError, DataError, check
 from xgen.latent import Codes, LatentSpec
-from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
+from xgen.losses import discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.models.base import TrainLog, agree_value_range, plain, record_class
-from xgen.models.gan import GAN, NetSpec, build
+from xgen.models.gan import GAN, NetSpec, build, check_game
 from xgen.models.step import adversarial_step
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
-from xgen.optim import adam, check_optim
+from xgen.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +227,7 @@ class KGAN(TrainLog, L.LightningModule):
         latent, generator, discriminator = plain(latent), plain(generator), plain(discriminator)
         betas_g, betas_d, image_shape, partition = plain(betas_g), plain(betas_d), plain(image_shape), plain(partition)
         check_k(k)
-        check(loss in LOSSES, "model.loss", f"unknown loss {loss!r}; choose one of {LOSSES}")
-        check_optim(lr_g, betas_g, "model.g")
-        check_optim(lr_d, betas_d, "model.d")
-        check(int(n_critic) >= 1, "model.n_critic", f"discriminator steps per generator step must be >= 1, got {n_critic}")
-        check(float(gp_weight) >= 0, "model.gp_weight", f"must be >= 0, got {gp_weight}")
-        check(float(clip_value) > 0, "model.clip_value", f"must be > 0, got {clip_value}")
+        check_game(loss, lr_g, betas_g, lr_d, betas_d, n_critic, gp_weight, clip_value)
         check(member_sampling in MEMBER_SAMPLING, "model.member_sampling",
               f"choose one of {MEMBER_SAMPLING}, got {member_sampling!r}")
         part = dict(PARTITION_DEFAULTS)
