@@ -83,10 +83,9 @@ def test_every_experiment_composes(exp, tmp_path):
 
     from xgen.validate import precheck
 
-    cfg = _cfg(f"experiment={exp}")
-    assert cfg.model._target_.startswith("xgen.models.")
     GlobalHydra.instance().clear()
-    precheck([f"experiment={exp}"], run_dir=tmp_path / "run")
+    cfg = precheck([f"experiment={exp}"], run_dir=tmp_path / "run")
+    assert cfg.model._target_.startswith("xgen.models.")
 
 
 @pytest.mark.parametrize("model", ["gan", "dcgan", "infogan"])
