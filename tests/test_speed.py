@@ -434,3 +434,93 @@ def test_vae_manual_step_equals_lightning_automatic_optimisation():
     assert auto_c is True and auto_d is True
     moved = lambda m: max(float((p - q).abs().max()) for p, q in zip(m.parameters(), fit(True)[0].parameters()))  # noqa: E731
     assert moved(c) > 1e-5 and moved(d) > 1e-5  # clipping / accumulation changed the trajectory
+
+
+def test_empty_function_detection():
+    """xgen.speed.is_empty_function: only bodies that do nothing (pass, a docstring, a bare return) count;
+    Lightning's identity hooks (return the batch) and non-empty hooks do not."""
+    from xgen import speed
+
+    def a():
+        pass
+
+    def b(x, y=1):
+        """Only a docstring."""
+
+    def c(x):
+        return None
+
+    def d(x):
+        return x
+
+    def e():
+        yield
+
+    def f():
+        print("side effect")
+
+    assert [speed.is_empty_function(g) for g in (a, b, c, d, e, f, lambda: None, len)] == \
+           [True, True, True, False, False, False, True, False]
+    assert speed.is_empty_function(L.LightningModule.on_before_backward)
+    assert not speed.is_empty_function(L.LightningModule.on_before_batch_transfer)  # returns the batch
+    assert not speed.is_empty_function(L.LightningModule.on_validation_model_zero_grad)
+
+
+def test_fast_module_hook_dispatch_skips_only_lightnings_empty_hooks():
+    """xgen.speed.install_fast_hook_dispatch: a model's own hooks (class or instance) are called, in
+    Lightning's order, with _current_fx_name set; LightningModule's empty hooks are skipped; the cached
+    batch_idx check answers as Lightning's own; the parameters equal a run with Lightning's dispatch."""
+    from lightning.pytorch.loops import training_epoch_loop
+    from lightning.pytorch.trainer import call
+
+    from xgen import speed
+    from xgen.data import DigitsDataModule
+
+    calls = []
+
+    class Probe(VAE):
+        def on_train_batch_start(self, batch, batch_idx):
+            calls.append(("start", self._current_fx_name))
+
+        def on_after_backward(self):
+            calls.append(("after_backward", self._current_fx_name))
+
+    def fit(fast: bool):
+        saved = (call._call_lightning_module_hook, training_epoch_loop.is_param_in_hook_signature)
+        if fast:
+            assert speed.install_fast_hook_dispatch() and speed.install_fast_hook_dispatch()
+        else:  # Lightning's own functions (also when an earlier test installed xgen's)
+            call._call_lightning_module_hook = getattr(saved[0], "_xgen_original", saved[0])
+            training_epoch_loop.is_param_in_hook_signature = getattr(saved[1], "_xgen_original", saved[1])
+        try:
+            torch.manual_seed(0)
+            m = Probe(image_shape=(1, 8, 8), latent_dim=2, encoder=MLPEncoder((1, 8, 8), 2, hidden=[8]),
+                      decoder=MLPDecoder((1, 8, 8), 2, hidden=[8]))
+            m.on_before_optimizer_step = lambda optimizer: calls.append(("before_step", m._current_fx_name))
+            trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu",
+                                logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False)
+            trainer.fit(m, datamodule=DigitsDataModule(size=8, batch_size=16, repeat=1))
+            assert speed._module_hook_is_empty(m, "on_before_backward") and speed._module_hook_is_empty(m, "on_fit_end")
+            assert not speed._module_hook_is_empty(m, "on_train_batch_end")  # TrainLog's
+            assert not speed._module_hook_is_empty(m, "on_before_optimizer_step")  # set on the instance
+            assert not speed._module_hook_is_empty(m, "on_before_batch_transfer")  # returns the batch
+            return [p.detach().clone() for p in m.parameters()]
+        finally:
+            call._call_lightning_module_hook, training_epoch_loop.is_param_in_hook_signature = saved
+
+    slow = fit(False)
+    expected = [("start", "on_train_batch_start"), ("after_backward", "on_after_backward"),
+                ("before_step", "on_before_optimizer_step")] * 2
+    assert calls == expected
+    calls.clear()
+    fast = fit(True)
+    assert calls == expected
+    assert all(torch.equal(p, q) for p, q in zip(slow, fast))
+    assert speed.install_fast_hook_dispatch()
+    check = training_epoch_loop.is_param_in_hook_signature
+    assert check._xgen_original is not check
+    for fn in (Probe.training_step.__get__(object()), (lambda self, batch: None).__get__(object())):
+        for _ in range(2):  # the second answer comes from the cache
+            assert check(fn, "batch_idx", min_args=2) == check._xgen_original(fn, "batch_idx", min_args=2)
+

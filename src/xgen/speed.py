@@ -197,3 +197,93 @@ def install_fast_callback_dispatch() -> bool:
     _call_callback_hooks._xgen_original = original
     call._call_callback_hooks = _call_callback_hooks
     return True
+
+
+# ----------------------------------------------------------------------------- module hooks, step kwargs
+def is_empty_function(fn: Any) -> bool:
+    """Whether ``fn`` is a plain Python function whose body does nothing (``pass`` and/or a docstring):
+    calling it only returns None."""
+    import dis
+
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_flags & 0x20 or code.co_flags & 0x80 or code.co_flags & 0x200:  # generators, coroutines
+        return False
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
+
+
+_EMPTY_MODULE_HOOK: dict[tuple[type, str], bool] = {}
+
+
+def _module_hook_is_empty(pl_module: Any, hook_name: str) -> bool:
+    """``hook_name`` of ``pl_module`` is LightningModule's empty method (not overridden, not set on the
+    instance)."""
+    if hook_name in pl_module.__dict__:
+        return False
+    key = (type(pl_module), hook_name)
+    hit = _EMPTY_MODULE_HOOK.get(key)
+    if hit is None:
+        import lightning as L
+
+        base = getattr(L.LightningModule, hook_name, None)
+        hit = _EMPTY_MODULE_HOOK[key] = (base is not None and getattr(type(pl_module), hook_name, None) is base
+                                         and is_empty_function(base))
+    return hit
+
+
+def install_fast_hook_dispatch() -> bool:
+    """Everything :func:`install_fast_callback_dispatch` does, plus two more per-step savings inside
+    Lightning's training loop (about 0.1 ms a step on a CPU together, docs/speed.md):
+
+    * a LightningModule hook that is Lightning's own empty method (``on_train_batch_start``,
+      ``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, ... when the model
+      does not override them) is not called: calling it returns None, which is what the dispatch
+      returns; an overridden hook is called exactly as Lightning calls it;
+    * Lightning asks every step whether ``training_step`` takes a ``batch_idx`` argument by parsing its
+      signature (``inspect.getfullargspec``); the answer is cached per function.
+
+    With a real profiler Lightning's own dispatch runs, so its report lists every hook. Returns whether
+    everything is installed (idempotent); where this Lightning's internals differ from the ones these
+    replacements were written for, they are left alone."""
+    ok = install_fast_callback_dispatch()
+    from lightning.pytorch.loops import training_epoch_loop
+    from lightning.pytorch.profilers import PassThroughProfiler
+    from lightning.pytorch.trainer import call
+
+    import inspect
+
+    if getattr(call._call_lightning_module_hook, "_xgen_original", None) is None:
+        original = call._call_lightning_module_hook
+        if list(inspect.signature(original).parameters) != ["trainer", "hook_name", "args", "pl_module", "kwargs"]:
+            ok = False
+        else:
+            def _call_lightning_module_hook(trainer: Any, hook_name: str, *args: Any, pl_module: Any = None,
+                                            **kwargs: Any) -> Any:
+                module = pl_module or trainer.lightning_module
+                if (module is not None and type(trainer.profiler) is PassThroughProfiler
+                        and _module_hook_is_empty(module, hook_name)):
+                    return None
+                return original(trainer, hook_name, *args, pl_module=pl_module, **kwargs)
+
+            _call_lightning_module_hook._xgen_original = original
+            call._call_lightning_module_hook = _call_lightning_module_hook
+    check = getattr(training_epoch_loop, "is_param_in_hook_signature", None)
+    if check is None:
+        ok = False
+    elif getattr(check, "_xgen_original", None) is None:
+        cache: dict[tuple, bool] = {}
+
+        def is_param_in_hook_signature(hook_fx: Any, param: str, explicit: bool = False,
+                                       min_args: int | None = None) -> bool:
+            fn = getattr(hook_fx, "__func__", None)
+            if fn is None or hasattr(hook_fx, "__wrapped__") or hasattr(fn, "__wrapped__"):
+                return check(hook_fx, param, explicit=explicit, min_args=min_args)
+            key = (fn, param, explicit, min_args)
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = check(hook_fx, param, explicit=explicit, min_args=min_args)
+            return hit
+
+        is_param_in_hook_signature._xgen_original = check
+        training_epoch_loop.is_param_in_hook_signature = is_param_in_hook_signature
+    return ok

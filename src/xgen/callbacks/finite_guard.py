@@ -1,11 +1,13 @@
 """Non-finite training stops: NaN/inf in the loss or the weights ends the run as ``failed``.
 
 Checking the weights costs one min/max reduction over the parameters (0.2 ms for a 1M-parameter model on
-one CPU thread, docs/speed.md), so it runs every ``check_every_n_steps`` steps (default 20); on a CPU the
-loss the step returns (a scalar: free to read) is checked after every step as well, and on a GPU only
-with the weights, so the training step never waits on the host. Every
-checkpoint save is checked too, so no checkpoint ever holds non-finite weights: the error names the
-step and the last good checkpoint to go back to.
+one CPU thread, docs/speed.md), so it runs, together with the loss of that step, every
+``check_every_n_steps`` steps (default 20), and never in between: even reading a scalar loss every step
+cost 0.1-0.15 ms of a 15 ms MLP-VAE step on a CPU (measured inside the training loop), and on a GPU it
+would make every step wait on the host. A NaN/inf loss turns the weights non-finite at that step's
+update, so it is caught within ``check_every_n_steps`` steps. Every checkpoint save is checked too, so
+no checkpoint ever holds non-finite weights: the error names the step and the last good checkpoint to
+go back to.
 """
 
 from __future__ import annotations
@@ -60,11 +62,9 @@ class FiniteGuard(Callback):
                 "Lower model.lr, check the loss weights, or enable gradient clipping (trainer.gradient_clip_val).")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs if torch.is_tensor(outputs) else None
         if batch_idx % self._every(pl_module):
-            if loss is not None and loss.device.type == "cpu" and not bool(torch.isfinite(loss.detach()).all()):
-                self.check(trainer, pl_module, loss.detach(), f", batch {batch_idx}")
             return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs if torch.is_tensor(outputs) else None
         self.check(trainer, pl_module, loss.detach() if loss is not None else None, f", batch {batch_idx}")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
