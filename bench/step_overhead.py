@@ -72,7 +72,7 @@ def main() -> None:
     for owner, name, label in [
         (loop, "advance", "whole batch (Lightning's advance)"),
         (fetchers._PrefetchDataFetcher, "__next__", "next batch (Lightning's fetcher)"),
-        (data_base, "to_value_range", "  of which uint8 -> float (also in the hand loop)"),
+        (data_base, "to_value_range", "uint8 -> float (hand loop: in its step; xgen: prefetch thread)"),
         (Strategy, "batch_to_device", "batch_to_device + transfer hooks"),
         (loop, "_build_kwargs", "training_step kwargs"),
         (_LoggerConnector, "on_batch_end", "logger connector: batch end"),

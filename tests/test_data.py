@@ -131,6 +131,45 @@ def test_tensor_batches_scale_and_labels_match():
     assert len(b) == 11 and sum(x.shape[0] for x, _ in b) == 103
 
 
+def test_tensor_batches_prefetch_thread_gives_the_same_batches_in_order():
+    """The background thread prepares the next batch while the current one trains: same images, labels
+    and order as without it, also from a resume position and when the consumer stops early; the
+    batches after the first come from the worker thread; tensors off the CPU are not prefetched."""
+    import threading
+
+    class Where(TensorBatches):
+        threads: list = []
+
+        def _batch(self, idx, b):
+            Where.threads.append(threading.current_thread().name)
+            return super()._batch(idx, b)
+
+    x = torch.randint(0, 256, (103, 1, 4, 4), dtype=torch.uint8)
+    y = torch.arange(103)
+
+    def make(prefetch, **kw):
+        return Where(x, y, 10, shuffle=True, drop_last=False, value_range=(-1, 1), seed=3, prefetch=prefetch, **kw)
+
+    plain, ahead = list(make(False)), list(make(True))
+    assert len(plain) == len(ahead) == 11
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(plain, ahead))
+    Where.threads.clear()
+    list(make(True))
+    assert len(Where.threads) == 11 and all(t.startswith("xgen-batches") for t in Where.threads)
+    resumed = make(True)
+    resumed.load_state_dict({"epoch": 0, "batches_done": 7})
+    rest = list(resumed)
+    assert len(rest) == 4 and all(torch.equal(a[1], b[1]) for a, b in zip(rest, plain[7:]))
+    it = iter(make(True))
+    first = [next(it) for _ in range(3)]
+    it.close()  # the pending batch is waited for, the thread ends
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, plain[:3]))
+    assert not any(t.name.startswith("xgen-batches") for t in threading.enumerate())
+    Where.threads.clear()
+    meta = Where(x.to("meta"), y.to("meta"), 10, shuffle=False, drop_last=True, value_range=(0, 1))
+    assert len(list(meta)) == 10 and not any(t.startswith("xgen-batches") for t in Where.threads)
+
+
 def test_tensor_batches_ddp_ranks_are_disjoint():
     seen = [torch.cat([y for _, y in _batches(shuffle=True, drop_last=True, seed=5, rank=r, world_size=2)])
             for r in range(2)]
