@@ -169,7 +169,7 @@ def test_page_in_headless_chromium(runs, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     db = tmp_path / "he.sqlite"
@@ -193,9 +193,19 @@ def test_page_in_headless_chromium(runs, tmp_path):
             driver.find_element(By.ID, f"answer-{choice}").click()
             driver.find_element(By.ID, f"quality-{q}").click()
             driver.find_element(By.ID, f"interpretability-{t}").click()
-            form = driver.find_element(By.ID, "answer-form")
             driver.find_element(By.ID, "submit").click()
-            WebDriverWait(driver, 20).until(EC.staleness_of(form))  # the next page has loaded
+
+            def next_page(d) -> bool:
+                # the next page has loaded: a new token (or none); while the old page is torn down the
+                # driver may answer with a stale-element or an "unhandled inspector" error: ask again
+                try:
+                    tokens = d.find_elements(By.NAME, "token")
+                    return d.execute_script("return document.readyState") == "complete" and (
+                        not tokens or tokens[0].get_attribute("value") != token)
+                except WebDriverException:
+                    return False
+
+            WebDriverWait(driver, 20).until(next_page)
             clicked.append((token, choice, q, t))
 
         driver.get(f"http://127.0.0.1:{served.port}/")
