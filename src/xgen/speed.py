@@ -204,10 +204,11 @@ def is_empty_function(fn: Any) -> bool:
     """Whether ``fn`` is a plain Python function whose body does nothing (``pass`` and/or a docstring):
     calling it only returns None."""
     import dis
+    import inspect
 
     code = getattr(fn, "__code__", None)
-    if code is None or code.co_flags & 0x20 or code.co_flags & 0x80 or code.co_flags & 0x200:  # generators, coroutines
-        return False
+    if code is None or code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR):
+        return False  # calling it makes a generator or coroutine object
     ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
     return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
 
