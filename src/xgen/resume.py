@@ -46,6 +46,37 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def check_rng(state: Any, source: Any = "checkpoint", key: str = "callbacks/ResumeState/rng") -> dict[str, Any]:
+    """What :func:`capture_rng` wrote, checked value by value before any of it is put back (a crafted RNG
+    state would otherwise end in a traceback deep inside ``random.setstate``)."""
+    from xgen.checkpoint_schema import check_mapping
+    from xgen.errors import ConfigError
+
+    st = check_mapping(state, {"python": (tuple, list), "numpy": dict, "torch": torch.Tensor, "cuda": (list, tuple)},
+                       source, key)
+    for k in ("python", "numpy", "torch"):
+        if k not in st:
+            raise ConfigError(f"{source}: entry '{key}' lacks {k!r}.")
+    py = st["python"]
+    words = py[1] if len(py) == 3 else None
+    if not (len(py) == 3 and py[0] == 3 and isinstance(words, (tuple, list)) and len(words) == 625
+            and all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w < 2**32 for w in words)
+            and (py[2] is None or isinstance(py[2], float))):
+        raise ConfigError(f"{source}: entry '{key}/python': not a Python random state (version 3, 625 words).")
+    n = check_mapping(st["numpy"], {"kind": str, "keys": torch.Tensor, "pos": int, "has_gauss": int, "cached": float},
+                      source, f"{key}/numpy", required=True)
+    keys = n["keys"]
+    if not (n["kind"] == "MT19937" and keys.dtype == torch.int64 and tuple(keys.shape) == (624,)
+            and bool(((keys >= 0) & (keys < 2**32)).all()) and 0 <= n["pos"] <= 624 and n["has_gauss"] in (0, 1)):
+        raise ConfigError(f"{source}: entry '{key}/numpy': not a NumPy MT19937 state.")
+    want = torch.get_rng_state()
+    for k, t in [("torch", st["torch"]), *[(f"cuda[{i}]", c) for i, c in enumerate(st.get("cuda") or [])]]:
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.dim() != 1 or (
+                k == "torch" and t.shape != want.shape):
+            raise ConfigError(f"{source}: entry '{key}/{k}': not a torch generator state ({tuple(want.shape)} bytes).")
+    return st
+
+
 def _mid_epoch(trainer: Any) -> bool:
     loop = trainer.fit_loop.epoch_loop
     n = trainer.num_training_batches
@@ -59,6 +90,7 @@ class ResumeState(Callback):
     def __init__(self) -> None:
         self._trainer: Any = None
         self._pending: dict[str, Any] | None = None
+        self._loaded: dict[str, Any] | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
@@ -69,7 +101,23 @@ class ResumeState(Callback):
                 "global_step": int(t.global_step) if t is not None else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending = dict(state_dict)
+        from xgen.checkpoint_schema import check_mapping, source_of
+
+        source = source_of(self._trainer)
+        state = check_mapping(state_dict, {"rng": dict, "mid_epoch": bool, "global_step": int}, source,
+                              "callbacks/ResumeState", required=True)
+        check_rng(state["rng"], source)
+        self._pending = state
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self._loaded = checkpoint  # checked against the optimizers once they exist (on_fit_start)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        loaded, self._loaded = getattr(self, "_loaded", None), None
+        if loaded is not None:  # before Lightning restores loops, optimizers and schedulers from it
+            from xgen.checkpoint_schema import check_training_state, source_of
+
+            check_training_state(loaded, trainer, source_of(trainer))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self._pending is not None and not self._pending.get("mid_epoch"):
@@ -131,6 +179,9 @@ def resume_config(cfg: Any, overrides: list[str], run_dir: str | Path) -> Any:
     own = p.resolve() == run_dir.resolve() or run_dir.resolve() in p.resolve().parents
     if not own:
         return cfg
+    from xgen.rundir import check_config_writes, check_run_tree
+
+    check_run_tree(run_dir)  # a link out of the run would make the resumed job write elsewhere
     saved = load_yaml(saved_file)
     check_run_config(saved, saved_file)
     bad = [o for o in overrides if not _override_key(o).startswith("hydra.")
@@ -142,7 +193,9 @@ def resume_config(cfg: Any, overrides: list[str], run_dir: str | Path) -> Any:
                           "with another hydra.run.dir fine-tunes from it).")
     plain_saved = OmegaConf.to_container(saved, resolve=False)
     old_dir = str(plain_saved.get("paths", {}).get("output_dir", "")) if isinstance(plain_saved, dict) else ""
-    merged = OmegaConf.create(_rebase(plain_saved, old_dir, str(run_dir)))
+    rebased = _rebase(plain_saved, old_dir, str(run_dir))
+    check_config_writes(rebased, run_dir, saved_file)
+    merged = OmegaConf.create(rebased)
     with open_dict(merged):
         for o in overrides:
             key = _override_key(o)

@@ -191,26 +191,53 @@ def verify_digest(checkpoint: Mapping, source: str | Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- reading files
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
-    """``torch.load(weights_only=True)`` of an xgen checkpoint, every failure one ConfigError naming the
-    file; the tensor digest is verified."""
+def load_checked(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Read a checkpoint file as data and check all of it before anything uses it: ``torch.load`` with
+    ``weights_only=True`` and ``mmap=True`` (tensor bytes stay on disk until touched), then the schema of
+    every entry (:func:`xgen.checkpoint_schema.check_structure`: plain containers, dense tensors inside
+    their storage), the tensor and whole-file digests, and finite weights. Every failure is one
+    ConfigError naming the file (and the entry)."""
     import pickle
     import zipfile
 
+    from xgen.checkpoint_schema import check_finite, check_structure, verify_full_digest
+
     path = Path(path)
+    if path.is_dir():
+        from xgen.rundir import RunDir
+
+        if RunDir(path).has_checkpoint():
+            path = RunDir(path).last_checkpoint
+        else:
+            raise ConfigError(f"{path}: a directory without checkpoints/last.ckpt; pass a run directory written by "
+                              "xgen or a .ckpt file.")
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint file.")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
-            KeyError, AttributeError, TypeError, IndexError, UnicodeDecodeError, MemoryError) as e:
-        raise ConfigError(f"{path}: not a readable xgen checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200] if str(e) else 'corrupt or truncated'}).") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
-        raise ConfigError(f"{path}: not an xgen checkpoint (no state_dict).")
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(f"{path}: not an xgen checkpoint (it holds objects other than plain containers and "
+                          "tensors; nothing in it was run).") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError,
+            IndexError, UnicodeDecodeError, MemoryError):
+        raise ConfigError(f"{path}: not an xgen checkpoint (not a PyTorch checkpoint file, or truncated or "
+                          "corrupt).") from None
+    check_structure(ckpt, path)
     verify_digest(ckpt, path)
+    verify_full_digest(ckpt, path)
+    check_finite(ckpt, path)
+    return ckpt
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """An xgen checkpoint file (or a run directory's ``checkpoints/last.ckpt``) read and checked by
+    :func:`load_checked`, int8-stored weights dequantised (and checked finite)."""
+    ckpt = load_checked(path, map_location)
     if INT8_KEY in ckpt:
+        from xgen.checkpoint_schema import check_finite
+
         ckpt["state_dict"] = dequantize_int8(ckpt["state_dict"], ckpt[INT8_KEY], path)
+        check_finite(ckpt, path, ("state_dict",))
     return ckpt
 
 

@@ -92,6 +92,7 @@ def build(cfg: DictConfig, run_dir: Path):
                               "data.value_range=null (xgen passes the model's range to the data).")
         datamodule.set_value_range(model_range)
     from xgen import speed
+    from xgen.callbacks.checkpoint import install_atomic_io
 
     speed.apply(model, speed.options(cfg.get("speed")))  # channels_last, compile; cuda_graph at train start
     speed.install_fast_hook_dispatch()  # Lightning calls only the hooks a callback or the model implements
@@ -101,6 +102,7 @@ def build(cfg: DictConfig, run_dir: Path):
                             group=sweep_group(cfg))
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                           default_root_dir=str(run_dir))
+    install_atomic_io(trainer)  # every checkpoint read is checked as data, every write atomic (xgen.checkpoint_schema)
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
             lg.experiment.config.update(flat_config(cfg), allow_val_change=True)
@@ -120,35 +122,70 @@ def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
     RunDir(run_dir).write_summary(summary)
 
 
+def _is_rank_zero() -> bool:
+    """False in the processes DDP starts for ranks > 0 (they re-run the command into rank 0's directory)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _alive(summary: dict[str, Any]) -> bool:
+    """Whether the process a ``running`` summary names is still running on this machine."""
+    import os
+    import socket
+
+    pid = summary.get("pid")
+    if not isinstance(pid, int) or summary.get("host") != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except (OSError, ProcessLookupError):
+        return False
+    return True
+
+
 def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
             multirun: bool = False) -> dict[str, Any]:
     """One job of a run or multirun: skip it when an identical job already completed in this
-    directory (multirun re-launch), else train; a failure is recorded in summary.json, then raised."""
+    directory (multirun re-launch), continue it from its ``last.ckpt`` when it was interrupted or
+    killed, else train; a failure is recorded in summary.json, then raised. A fresh job refused
+    before its first training step leaves no files of its own."""
     import traceback
 
     from xgen import resume  # [harden] resuming uses the run's own config; interrupted jobs continue
+    from xgen.rundir import check_run_tree
 
     run_dir = Path(run_dir)
     overrides = list(overrides or [])
+    check_run_tree(run_dir)  # [harden] no write through a link out of the run
     previous = read_summary(run_dir)
     if (multirun and cfg.get("skip_completed", True) and previous and previous.get("status") == "completed"
             and previous.get("overrides") == overrides):
         log.info("skipping %s: already completed with the same overrides (skip_completed=true)", run_dir)
         return {**previous, "skipped": True}
-    if (multirun and previous and previous.get("status") == "interrupted" and not cfg.get("ckpt_path")
+    if previous and previous.get("status") == "running" and _is_rank_zero() and _alive(previous):
+        raise ConfigError(f"hydra.run.dir={run_dir}: this job is running now (pid {previous['pid']}); wait for it or "
+                          "stop it first.")
+    if (multirun and previous and previous.get("status") in ("interrupted", "running") and not cfg.get("ckpt_path")
             and previous.get("overrides") == overrides and (run_dir / "checkpoints" / "last.ckpt").is_file()):
         from omegaconf import open_dict
 
-        log.info("continuing %s from its last.ckpt (interrupted earlier)", run_dir)
+        how = "interrupted" if previous["status"] == "interrupted" else "killed"
+        log.info("continuing %s from its last.ckpt (%s earlier)", run_dir, how)
         with open_dict(cfg):
             cfg.ckpt_path = "last"
         # its overrides are the ones it was started with (checked above), not changes to refuse on resume
         cfg = resume.resume_config(cfg, [], run_dir)
     else:
         cfg = resume.resume_config(cfg, overrides, run_dir)
+        if multirun:  # [harden] every job checked as a single run is (Optuna trials, launchers, sweep files)
+            from xgen.validate import validate
+
+            validate(cfg, run_dir)
     from xgen.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
 
     check_fresh_run_dir(cfg, run_dir, multirun)
+    fresh = not cfg.get("ckpt_path")
     from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
 
     try:
@@ -160,25 +197,56 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
                                 "metrics": {}, "run_dir": str(run_dir)})
         raise
     except Exception as e:
-        if isinstance(e, XgenError) and not multirun and not (run_dir / "config.yaml").is_file():
+        if isinstance(e, XgenError) and (fresh and getattr(e, "before_first_step", False)
+                                         or not (run_dir / "config.yaml").is_file()):
+            if fresh:
+                discard_attempt(run_dir)
             raise  # [harden] refused before it started: no summary (the command removes the empty run dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
-        write_summary(run_dir, {"status": status, "error": f"{type(e).__name__}: {e}",
-                                "traceback": traceback.format_exc(limit=20), "overrides": overrides,
-                                "metrics": {}, "run_dir": str(run_dir)})
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            status = "pruned" if type(e).__name__ == "TrialPruned" else "failed"  # Optuna stopped it early
+            write_summary(run_dir, {"status": status, "error": f"{type(e).__name__}: {e}",
+                                    "traceback": traceback.format_exc(limit=20), "overrides": overrides,
+                                    "metrics": {}, "run_dir": str(run_dir)})
+        except OSError:  # a full disk: the error itself says so
+            pass
         raise
+
+
+ATTEMPT_FILES = ("config.yaml", "summary.json", "hparams.yaml", "metrics.csv", "samples", "checkpoints",
+                 "lightning_logs", "wandb", "tensorboard")
+
+
+def discard_attempt(run_dir: Path) -> None:
+    """Remove what a fresh job wrote before it was refused (it never took a training step)."""
+    import shutil
+
+    for name in ATTEMPT_FILES:
+        p = run_dir / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train as configured and return the final metrics (also written to ``summary.json``)."""
+    import os
+    import socket
+
+    from xgen.rundir import atomic_write_text
+
     run_dir = Path(run_dir or cfg.paths.output_dir)
     if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
         from xgen.resume import check_checkpoint_matches
 
         check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    # a job killed without a word (SIGKILL, OOM, node failure) is continued on re-launch from this mark
+    if _is_rank_zero():
+        write_summary(run_dir, {"status": "running", "overrides": list(overrides or []), "pid": os.getpid(),
+                                "host": socket.gethostname(), "metrics": {}, "run_dir": str(run_dir)})
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("matmul_precision"):
@@ -186,11 +254,35 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     from xgen.signals import SignalWatch  # [harden] SIGTERM/SIGINT/SIGUSR1: checkpoint, then stop
 
     with SignalWatch():
-        datamodule, model, trainer, ckpt = build(cfg, run_dir)
+        trainer = None
         try:
+            datamodule, model, trainer, ckpt = build(cfg, run_dir)
             return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
+        except XgenError as e:
+            e.before_first_step = trainer is None or trainer.global_step == 0
+            raise
+        except Exception as e:
+            from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+            if isinstance(e, MisconfigurationException):  # Lightning's word on a setting: one line, naming it
+                err = ConfigError(_lightning_key(cfg, str(e)) + " ".join(str(e).split("HINT:")[0].split())[:400])
+                err.before_first_step = trainer is None or trainer.global_step == 0
+                raise err from None
+            raise
         finally:
             finish_wandb()
+
+
+def _lightning_key(cfg: DictConfig, msg: str) -> str:
+    """The config key a Lightning misconfiguration message is about, as a prefix ('callbacks.x.monitor: ')."""
+    import re
+
+    m = re.search(r"monitor='([^']*)'", msg)
+    if m:
+        for name, spec in (cfg.get("callbacks") or {}).items():
+            if spec is not None and spec.get("monitor") == m.group(1):
+                return f"callbacks.{name}.monitor: "
+    return "trainer: "
 
 
 def finish_wandb() -> None:

@@ -319,6 +319,7 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
     vs = c["data"].get("val_size")
     if isinstance(vs, float) and not (0 <= vs < 1):
         raise ConfigError(f"data.val_size: a number of images (integer) or a fraction in [0, 1); got {vs}")
+    _check_runtime_values(c)
     fid_arch = [(n, s_.get("arch")) for n, s_ in (c.get("callbacks") or {}).items()
                 if isinstance(s_, dict) and str(s_.get("_target_", "")).endswith(".FID") and "arch" in s_]
     for n, a in fid_arch:
@@ -372,6 +373,58 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
 
 
 _BUILT_OK: set[str] = set()
+
+
+def _creatable(path: str) -> str | None:
+    """None when ``path`` is (or can be made) a writable folder, else why not; creates nothing."""
+    import os
+
+    p = Path(path).expanduser()
+    while not p.exists():
+        if p.parent == p:
+            return "no such location"
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is not a folder"
+    if not os.access(p, os.W_OK | os.X_OK) or str(p.resolve()).startswith(("/proc", "/sys")):
+        return f"{p} is not writable"
+    return None
+
+
+def _check_runtime_values(c: Mapping) -> None:
+    """Values the constructors accept but training would trip over later: Lightning's check intervals,
+    output folders that cannot be made, W&B's mode, traversal spans."""
+    t = c.get("trainer") or {}
+    v = t.get("val_check_interval")
+    if v is not None and not ((isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+                              or (isinstance(v, float) and 0 < v <= 1)):
+        raise ConfigError(f"trainer.val_check_interval: a number of training batches >= 1 or a fraction of the epoch "
+                          f"in (0, 1]; got {v!r}")
+    for group in ("callbacks", "logger"):
+        for name, spec in (c.get(group) or {}).items():
+            if not isinstance(spec, dict):
+                continue
+            for k in ("dirpath", "save_dir", "dir"):
+                d = spec.get(k)
+                if isinstance(d, str) and d and "${" not in d:
+                    why = _creatable(d)
+                    if why is not None:
+                        raise ConfigError(f"{group}.{name}.{k}: cannot write to {d} ({why}); choose a writable folder")
+            target = str(spec.get("_target_", ""))
+            if target.endswith("WandbLogger") and spec.get("mode") is not None and str(spec["mode"]).lower() not in (
+                    "auto", "online", "offline"):
+                raise ConfigError(f"{group}.{name}.mode: choose auto, online or offline; got {spec['mode']!r}")
+            span = spec.get("traversal_span")
+            if target.endswith("SampleGrids") and span is not None and not (
+                    isinstance(span, list) and len(span) == 2 and all(
+                        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in span)
+                    and span[0] < span[1]):
+                raise ConfigError(f"{group}.{name}.traversal_span: two numbers [low, high] with low < high; got {span!r}")
+            mon = spec.get("monitor")
+            if mon is not None and not (isinstance(mon, str) and mon.split("/", 1)[0] in ("train", "val", "test")
+                                        and len(mon.split("/", 1)) == 2):
+                raise ConfigError(f"{group}.{name}.monitor: a logged metric key '<stage>/<name>' (e.g. val/loss); "
+                                  f"got {mon!r}")
 
 
 from xgen.errors import XgenError  # noqa: E402
@@ -474,3 +527,169 @@ def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
             raise ConfigError(f"{key}: not a key of this config ({' '.join(str(e).split())[:200]}). New keys need "
                               f"a leading '+', e.g. +{key}=...") from None
     return cfg
+
+
+# ----------------------------------------------------------------------------- a whole command line, run or multirun
+NO_JOB_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion",
+                "-sc", "--resolve", "--package", "-p")
+MULTIRUN_FLAGS = ("-m", "--multirun")
+MAX_PRECHECKED_JOBS = 2000
+_COMPOSED: dict[tuple[str, ...], Any] = {}
+
+
+def _parse(o: str):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides=[o])[0]
+    except Exception as e:
+        raise hydra_error(e, [o]) from None
+
+
+def _is_group(ov) -> bool:
+    key = ov.key_or_group
+    return "/" in key or key in GROUPS or ov.is_delete()
+
+
+def compose_cached(group_overrides: tuple[str, ...], config_dir: str | None = None) -> Any:
+    """The training config composed for these group overrides, with Hydra's own section (mode and
+    sweeper), cached for the process: a sweep's jobs differ mostly in values, applied on top."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_dir is None:
+        from xgen.config import CONFIG_DIR as config_dir  # noqa: N811
+    key = (str(config_dir), *group_overrides)
+    if key not in _COMPOSED:
+        was = GlobalHydra.instance().is_initialized()
+        try:
+            if not was:
+                initialize_config_dir(config_dir=str(config_dir), version_base="1.3")
+            try:
+                _COMPOSED[key] = compose("train", overrides=list(group_overrides), return_hydra_config=True)
+            except Exception as e:
+                raise hydra_error(e, list(group_overrides)) from None
+        finally:
+            if not was:
+                GlobalHydra.instance().clear()
+        if len(_COMPOSED) > 64:
+            _COMPOSED.pop(next(iter(_COMPOSED)))
+    return _COMPOSED[key]
+
+
+def expand_jobs(overrides: list[str], multirun: bool, config_dir: str | None = None) -> tuple[list[list[str]], bool]:
+    """The overrides of every job a command line launches, as Hydra's basic sweeper makes them: the
+    sweeps of ``hydra.sweeper.params`` (a ``+sweep=...`` file) then the command line's, later keys
+    replacing earlier ones, crossed. Returns (jobs, multirun). For another sweeper (Optuna), whose jobs
+    exist only once it runs, the one job of the fixed overrides (each trial is checked when it starts)."""
+    import itertools
+
+    parsed = [_parse(o) for o in overrides]
+    fixed = [o for o, ov in zip(overrides, parsed) if not ov.is_sweep_override()]
+    groups = tuple(o for o, ov in zip(fixed, parsed) if _is_group(_parse(o)) and not ov.key_or_group.startswith("hydra"))
+    base = compose_cached(groups, config_dir)
+    hydra = base.get("hydra") or {}
+    multirun = multirun or str(hydra.get("mode")) == "RunMode.MULTIRUN" or str(hydra.get("mode")) == "MULTIRUN"
+    sweeper = hydra.get("sweeper") or {}
+    if not multirun:
+        return [list(overrides)], False
+    if "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return [fixed], True
+    params = sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    axes: dict[str, list[str]] = {}
+    for line in lines:
+        ov = _parse(line)
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            if not (ov.is_choice_sweep() or ov.is_range_sweep()):
+                return [fixed], True  # a glob/interval: checked per job when it starts
+            axes[key] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
+        else:
+            axes[key] = [line]
+    jobs = [list(j) for j in itertools.islice(itertools.product(*axes.values()), MAX_PRECHECKED_JOBS)]
+    return jobs, True
+
+
+def check_job(overrides: list[str], run_dir: str | Path | None = None, config_dir: str | None = None) -> Any:
+    """:func:`precheck` of one job's overrides, composing only its group overrides (cached) and applying
+    its values on top as Hydra would. Returns the config."""
+    from omegaconf import open_dict
+
+    ours = [o for o in overrides if not _override_key(o).startswith("hydra")]
+    groups = tuple(o for o in ours if _is_group(_parse(o)))
+    values = [o for o in ours if o not in groups]
+    cfg = compose_cached(groups, config_dir).copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        cfg = apply_value_overrides(cfg, values)
+    except NotImplementedError:
+        return precheck(overrides, config_dir, run_dir)
+    if run_dir is None:
+        rd = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "hydra.run.dir"]
+        run_dir = rd[0] if rd else "."
+    validate(cfg, run_dir)
+    return cfg
+
+
+def check_output_dir(overrides: list[str]) -> None:
+    """``hydra.run.dir`` / ``hydra.sweep.dir`` on the command line must be a folder xgen can create and
+    write (Hydra would fail with a traceback), and a handed one must hold no link out of it."""
+    import os
+
+    from xgen.rundir import check_run_tree
+
+    for o in overrides:
+        key = _override_key(o)
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or "=" not in o:
+            continue
+        d = Path(o.split("=", 1)[1]).expanduser()
+        if "${" in str(d):
+            continue
+        made = []
+        try:
+            p = d
+            while not p.exists():
+                made.append(p)
+                p = p.parent
+            for q in reversed(made):
+                q.mkdir()
+            probe = d / f".xgen-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"{key}: cannot create or write {d} ({e.strerror or type(e).__name__}); choose a "
+                              "writable folder") from None
+        finally:
+            for q in made:
+                try:
+                    q.rmdir()
+                except OSError:
+                    pass
+        check_run_tree(d, "run directory" if key == "hydra.run.dir" else "sweep directory")
+
+
+def precheck_command(argv: list[str], config_dir: str | None = None) -> int:
+    """Check a whole ``xgen`` command line before Hydra starts any job: every job of a multirun (``-m``,
+    a ``+sweep=...`` file's ``hydra.sweeper.params``) is composed and validated like a single run; a
+    refusal is one ConfigError naming the job and the key. Returns the number of jobs checked (0 for
+    flags that run nothing, like ``--help`` or ``--cfg``)."""
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f.split("=", 1)[0] in NO_JOB_FLAGS for f in flags):
+        return 0
+    unknown = [f for f in flags if f not in MULTIRUN_FLAGS]
+    if unknown:  # --config-dir / --config-name ...: each job is validated when it starts (run_job)
+        return 0
+    overrides = [a for a in argv if not a.startswith("-")]
+    check_output_dir(overrides)
+    jobs, multirun = expand_jobs(overrides, bool(flags), config_dir)
+    for i, job in enumerate(jobs):
+        try:
+            check_job(job, config_dir=config_dir)
+        except ConfigError as e:
+            if not multirun:
+                raise
+            swept = [o for o in job if o not in overrides]
+            raise ConfigError(f"job {i}{' (' + ' '.join(swept) + ')' if swept else ''}: {e}") from None
+    return len(jobs)

@@ -10,11 +10,23 @@
   training batch), so a pre-empted job loses at most that much work.
 
 ``last.ckpt`` keeps its name when a run directory is moved or copied (no ``last-v1.ckpt``).
+
+A checkpoint is data (:mod:`xgen.checkpoint_schema`): :class:`AtomicCheckpointIO` reads every checkpoint
+Lightning restores through :func:`xgen.safety.load_checked` (schema, digests, finite weights) and
+records a digest of every entry when it writes one; it removes only regular ``.ckpt`` files inside the
+checkpoint folder (never a directory, never through a link). :class:`Checkpoint` takes no path from a
+checkpoint's callback state: the "best"/"last" paths it restores are kept only when they name a file
+in its own folder, so a crafted ``best_model_path`` can never make it delete anything else. A write
+that fails (disk full, read-only, permission denied) names the path and the free space and leaves the
+previous checkpoint in place.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +35,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from xgen.errors import check
+from xgen.errors import XgenError, check
+
+log = logging.getLogger("xgen")
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
@@ -43,22 +57,65 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+class WriteError(XgenError):
+    """A file could not be written (disk full, read-only file system, permission denied)."""
+
+
+def _bytes_of(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_bytes_of(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_bytes_of(v) for v in obj)
+    return 0
+
+
+def write_failure(path: Path, e: BaseException, need: int | None = None) -> WriteError:
+    """One clear WriteError for a failed write: what happened, where, and the free space there."""
+    try:
+        free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    except OSError:
+        free = None
+    free_s = f"{free / 2**20:.1f} MiB free" if free is not None else "free space unknown"
+    code = getattr(e, "errno", None)
+    text = str(e)
+    if code == errno.ENOSPC or "unexpected pos" in text or "No space left" in text or (
+            need is not None and free is not None and free < need):
+        what = "the disk is full"
+    elif code == errno.EROFS:
+        what = "the file system is read-only"
+    elif code in (errno.EACCES, errno.EPERM):
+        what = "permission denied"
+    elif code == errno.EDQUOT:
+        what = "the disk quota is exceeded"
+    else:
+        what = f"{type(e).__name__}: {' '.join(text.split())[:160]}"
+    size = f"; it needs about {need / 2**20:.1f} MiB" if need else ""
+    return WriteError(f"{path}: could not write: {what} ({free_s} on {path.parent}{size}). The previous file, if any, "
+                      "is unchanged; free some space (or fix the permissions) and resume with ckpt_path=last.")
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save ``obj`` to ``path`` atomically: temp file beside it, fsync, rename, fsync the directory."""
+    """torch.save ``obj`` to ``path`` atomically: temp file beside it, fsync, rename, fsync the directory.
+    A failure (disk full, read-only, permission) is a :class:`WriteError` naming the path and the free
+    space; the previous file is left in place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}{TMP_SUFFIX}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(e, (OSError, RuntimeError)):
+            raise write_failure(path, e, _bytes_of(obj)) from None
         raise
     fsync_dir(path.parent)
 
@@ -78,19 +135,48 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint IO with atomic, durable writes (see :func:`atomic_torch_save`)."""
+    """Lightning's torch checkpoint IO made safe: atomic, durable writes with a digest of every entry
+    (:func:`atomic_torch_save`, :func:`xgen.checkpoint_schema.add_full_digest`); reads checked as data
+    (:func:`xgen.safety.load_checked`); removal only of regular ``.ckpt`` files inside ``root``."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        super().__init__()
+        self.root = Path(root).resolve() if root else None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
-        atomic_torch_save(checkpoint, path)
+        from xgen.checkpoint_schema import add_full_digest
+
+        atomic_torch_save(add_full_digest(checkpoint) if "state_dict" in checkpoint else checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        from xgen.safety import load_checked
+
+        return load_checked(path, map_location if map_location is not None else "cpu")
+
+    def remove_checkpoint(self, path: Any) -> None:
+        p = Path(path)
+        if p.is_symlink():  # the link goes, whatever it points at stays
+            p.unlink()
+            return
+        if not p.exists():
+            return
+        inside = self.root is None or p.resolve().parent == self.root
+        if not (p.is_file() and p.suffix == ".ckpt" and inside):
+            log.warning("xgen: not removing %s: only .ckpt files inside %s are removed", p, self.root)
+            return
+        p.unlink()
 
 
-def install_atomic_io(trainer: Any) -> None:
-    """Make every checkpoint the trainer writes atomic (idempotent)."""
+def install_atomic_io(trainer: Any, root: str | Path | None = None) -> None:
+    """Make every checkpoint the trainer writes atomic and every one it reads checked (idempotent)."""
     strategy = trainer.strategy
-    if not isinstance(strategy.checkpoint_io, AtomicCheckpointIO):
-        strategy.checkpoint_io = AtomicCheckpointIO()
+    io = strategy.checkpoint_io
+    if not isinstance(io, AtomicCheckpointIO):
+        strategy.checkpoint_io = AtomicCheckpointIO(root)
+    elif root is not None and io.root is None:
+        io.root = Path(root).resolve()
 
 
 class Checkpoint(ModelCheckpoint):
@@ -110,12 +196,47 @@ class Checkpoint(ModelCheckpoint):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        install_atomic_io(trainer)
+        install_atomic_io(trainer, self.dirpath)
         if trainer.is_global_zero and self.dirpath:
             remove_stale_temps(self.dirpath)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_time = time.monotonic()
+
+    def _own_file(self, p: Any) -> bool:
+        """Whether ``p`` names a checkpoint file in this callback's own folder (not a link, not elsewhere)."""
+        if not isinstance(p, str) or not p or not self.dirpath:
+            return False
+        path = Path(p)
+        return (path.suffix == ".ckpt" and not path.is_symlink() and path.resolve().parent == Path(self.dirpath).resolve()
+                and (not path.exists() or path.is_file()))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the best/last bookkeeping, but take no path from the file: a path that is not a
+        ``.ckpt`` file in this callback's own folder is dropped (it would be deleted later as the
+        "previous best")."""
+        from xgen.checkpoint_schema import check_mapping
+
+        number = (int, float, torch.Tensor, type(None))
+        state = check_mapping(state_dict, {"monitor": (str, type(None)), "best_model_score": number,
+                                           "best_model_path": str, "current_score": number, "dirpath": (str, type(None)),
+                                           "best_k_models": dict, "kth_best_model_path": str, "kth_value": number,
+                                           "last_model_path": str}, "checkpoint", "callbacks/Checkpoint")
+        dropped = [k for k in ("best_model_path", "kth_best_model_path", "last_model_path")
+                   if state.get(k) and not self._own_file(state[k])]
+        for k in dropped:
+            state[k] = ""
+        best = state.get("best_k_models") or {}
+        kept = {p: v for p, v in best.items() if self._own_file(p) and isinstance(v, number)}
+        if len(kept) != len(best):
+            dropped.append("best_k_models")
+        state["best_k_models"] = kept
+        if dropped:
+            log.warning("xgen: ignored %s from the checkpoint: not files in %s", ", ".join(dropped), self.dirpath)
+        state["dirpath"] = self.dirpath  # always this run's folder, never the file's
+        state.setdefault("best_model_path", "")
+        state.setdefault("best_model_score", None)
+        super().load_state_dict(state)
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)

@@ -124,4 +124,8 @@ class Disentanglement(L.Callback):
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
+        from xgen.checkpoint_schema import check_history, check_mapping
+
+        key = f"callbacks/{type(self).__name__}"
+        state = check_mapping(state_dict, {"history": list}, "checkpoint", key)
+        self.history = check_history(state.get("history", []), "checkpoint", f"{key}/history")

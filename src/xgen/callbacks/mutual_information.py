@@ -71,6 +71,9 @@ class MutualInformation(L.Callback):
                 raise ConfigError("callbacks.mutual_information: the discriminator has no feature_dim for the probe")
             self.probe = QHead(int(feat), latent.categorical, latent.continuous).to(pl_module.device)
             if self._pending_probe is not None:
+                from xgen.checkpoint_schema import check_state_dict_matches
+
+                check_state_dict_matches(self._pending_probe, self.probe, "checkpoint (MutualInformation probe)")
                 self.probe.load_state_dict(self._pending_probe)
                 self._pending_probe = None
             self._opt = adam(self.probe.parameters(), self.probe_lr, (0.5, 0.999))
@@ -150,5 +153,12 @@ class MutualInformation(L.Callback):
                 "probe": self.probe.state_dict() if self.probe is not None else None}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
-        self._pending_probe = state_dict.get("probe")
+        from xgen.checkpoint_schema import check_history, check_mapping
+
+        key = f"callbacks/{type(self).__name__}"
+        state = check_mapping(state_dict, {"history": list, "probe": (dict, type(None))}, "checkpoint", key)
+        self.history = check_history(state.get("history", []), "checkpoint", f"{key}/history")
+        probe = state.get("probe")
+        if probe is not None:
+            check_mapping(probe, {k: torch.Tensor for k in probe}, "checkpoint", f"{key}/probe")
+        self._pending_probe = probe

@@ -36,14 +36,15 @@ class ThrottledProgressBar(RichProgressBar):
             return True
         return False
 
+    # A disabled bar (the processes of rank > 0 under DDP) has no totals to read: hand straight to Lightning.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(batch_idx + 1, self.total_train_batches) or self.train_progress_bar_id is None:
+        if self.is_disabled or self._due(batch_idx + 1, self.total_train_batches) or self.train_progress_bar_id is None:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._due(batch_idx + 1, self.total_val_batches_current_dataloader):
+        if self.is_disabled or self._due(batch_idx + 1, self.total_val_batches_current_dataloader):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._due(batch_idx + 1, self.total_test_batches_current_dataloader):
+        if self.is_disabled or self._due(batch_idx + 1, self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)

@@ -112,11 +112,15 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """eval.json: one object for one row, a list for several."""
+def write_rows(path: Path, rows: list[dict[str, Any]], root: Path | None = None) -> Path:
+    """eval.json: one object for one row, a list for several. With ``root`` (a run directory) the file
+    must land inside it: a link out of the run is refused, not followed."""
+    from xgen.rundir import atomic_write_text, check_write_target
+
+    if root is not None:
+        check_write_target(path, root, "xgen eval")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(rows[0] if len(rows) == 1 else rows, indent=2) + "\n")
 
 
 def default_out_dir() -> Path:
@@ -201,8 +205,10 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
     for o, rs in groups.items():
         if o is not None and o.is_dir() and not RunDir(o).is_run():  # a multirun: each job gets its own too
             for r in rs:
-                written.append(write_rows(RunDir.of_checkpoint(r["checkpoint"]).eval_file, [r]))
-        written.append(write_rows((o / RunDir.EVAL) if o is not None else default_out_dir() / RunDir.EVAL, rs))
+                job = RunDir.of_checkpoint(r["checkpoint"])
+                written.append(write_rows(job.eval_file, [r], root=o))
+        written.append(write_rows((o / RunDir.EVAL) if o is not None else default_out_dir() / RunDir.EVAL, rs,
+                                  root=o))
     return rows, written
 
 

@@ -131,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
 
     load_plugins()
     _register_resolvers()
-    if not any(a.startswith("-") for a in argv):  # [harden] every key checked before Hydra starts a job
-        from xgen.errors import XgenError
-        from xgen.validate import precheck
+    from xgen.errors import XgenError  # [harden] every job of a run or multirun checked before Hydra starts one
+    from xgen.validate import precheck_command
 
+    if True:
         try:
-            precheck(argv)
+            precheck_command(argv)
         except XgenError as e:
             print(f"xgen: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None

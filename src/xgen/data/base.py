@@ -112,7 +112,14 @@ class TensorBatches:
         return {"epoch": self._epoch(), "batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume = (int(state.get("epoch", -1)), int(state.get("batches_done", 0)))
+        from xgen.checkpoint_schema import check_mapping
+        from xgen.errors import ConfigError
+
+        state = check_mapping(state, {"epoch": int, "batches_done": int}, "checkpoint", "loops/.../dataloader_state")
+        epoch, done = state.get("epoch", -1), state.get("batches_done", 0)
+        if epoch < -1 or done < 0:
+            raise ConfigError(f"checkpoint: the data loader position (epoch {epoch}, batch {done}) is not one a run reaches.")
+        self._resume = (epoch, done)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices()
@@ -391,4 +398,12 @@ class InMemoryDataModule(L.LightningDataModule):
         return {"seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
-        self.seed = int(state.get("seed", self.seed))
+        """The data module's saved state is its seed (the data order is a function of seed and epoch); a
+        checkpoint whose seed differs from the configured one is refused instead of silently reordering."""
+        from xgen.checkpoint_schema import check_mapping
+        from xgen.errors import ConfigError
+
+        state = check_mapping(state, {"seed": int}, "checkpoint", type(self).__qualname__)
+        if "seed" in state and state["seed"] != self.seed:
+            raise ConfigError(f"checkpoint: entry '{type(self).__qualname__}/seed' is {state['seed']}, but the data module "
+                              f"is configured with data.seed={self.seed}; resume with the run's own config.")

@@ -71,13 +71,20 @@ def record_class(module: Any, checkpoint: dict) -> None:
 
 
 def verify_checkpoint(module: Any, checkpoint: dict) -> None:
-    """Refuse a checkpoint whose tensors do not match its digest (call from ``on_load_checkpoint``:
-    resuming a run verifies the file before its weights are loaded)."""
+    """Check a checkpoint Lightning is about to restore into ``module`` (call from ``on_load_checkpoint``,
+    the first hook of a resume): every entry's schema, the digests, finite weights, and the state dict's
+    names and shapes against the module (:mod:`xgen.checkpoint_schema`). Refused with one ConfigError."""
+    from xgen.checkpoint_schema import (check_finite, check_state_dict_matches, check_structure, source_of,
+                                        verify_full_digest)
     from xgen.safety import verify_digest
 
-    trainer = module._trainer  # the attached trainer or None (module.trainer raises when detached)
-    source = getattr(trainer, "ckpt_path", None) if trainer is not None else None
-    verify_digest(checkpoint, source or "checkpoint")
+    source = source_of(module._trainer)  # the attached trainer or None (module.trainer raises when detached)
+    check_structure(checkpoint, source)
+    verify_digest(checkpoint, source)
+    verify_full_digest(checkpoint, source)
+    check_finite(checkpoint, source)
+    check_state_dict_matches(checkpoint["state_dict"], module, source,
+                             resizable=tuple(getattr(module, "resizable_buffers", ())))
 
 
 class SafeLoad:

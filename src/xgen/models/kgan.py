@@ -44,7 +44,7 @@ from torch import nn
 from xgen.errors import ConfigError, DataError, check
 from xgen.latent import Codes, LatentSpec
 from xgen.losses import discriminator_loss, generator_loss, gradient_penalty, real_nll
-from xgen.models.base import TrainLog, agree_value_range, plain, record_class
+from xgen.models.base import SafeLoad, TrainLog, agree_value_range, plain, record_class, verify_checkpoint
 from xgen.models.gan import GAN, NetSpec, build, check_game
 from xgen.models.step import adversarial_step
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
@@ -199,7 +199,7 @@ def to_uint8(x: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the model
-class KGAN(TrainLog, L.LightningModule):
+class KGAN(SafeLoad, TrainLog, L.LightningModule):
     """An ensemble of k GANs on a balanced partition of the data (module docstring; docs/kgan.md).
 
     Args:
@@ -234,6 +234,15 @@ class KGAN(TrainLog, L.LightningModule):
         unknown = set(partition or {}) - set(part)
         check(not unknown, "model.partition", f"unknown keys {sorted(unknown)}; known: {sorted(part)}")
         part.update(partition or {})
+        for name, default in PARTITION_DEFAULTS.items():  # each field of the type of its default
+            v = part[name]
+            ok = isinstance(v, type(default)) and not isinstance(v, bool) if not isinstance(default, float) else (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+            check(ok, f"model.partition.{name}", f"expected {'a number' if isinstance(default, float) else type(default).__name__}"
+                  f" (like the default {default!r}), got {v!r}")
+            if isinstance(default, int) and name not in ("seed",):
+                check(v >= (0 if name == "start_epoch" else 1), f"model.partition.{name}",
+                      f"must be >= {0 if name == 'start_epoch' else 1}, got {v}")
         check(part["init"] in INITS, "model.partition.init", f"choose one of {INITS}, got {part['init']!r}")
         check(part["update"] in UPDATES, "model.partition.update", f"choose one of {UPDATES}, got {part['update']!r}")
         check(int(part["every_n_epochs"]) >= 1, "model.partition.every_n_epochs", "must be >= 1")
@@ -294,16 +303,33 @@ class KGAN(TrainLog, L.LightningModule):
             self.assignment = torch.zeros_like(a, device=self.assignment.device)
         return super().load_state_dict(state_dict, strict=strict, **kw)
 
+    resizable_buffers = ("assignment",)  # its length is the training set's, known at fit time
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         record_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        verify_checkpoint(self, checkpoint)
 
     def get_extra_state(self) -> dict[str, Any]:
         """The partition's history travels in the state dict (plain containers: loadable with weights_only)."""
         return {"partition_log": [dict(e) for e in self.partition_log]}
 
     def set_extra_state(self, state: Any) -> None:
-        if isinstance(state, dict) and isinstance(state.get("partition_log"), list):
-            self.partition_log = [dict(e) for e in state["partition_log"] if isinstance(e, dict)]
+        """The saved partition history, checked entry by entry (a checkpoint is data: any other key or
+        type is refused, not carried along)."""
+        from xgen.checkpoint_schema import check_mapping
+
+        where = "state_dict/_extra_state"
+        state = check_mapping(state, {"partition_log": list}, "checkpoint", where, required=True)
+        log_ = []
+        for i, e in enumerate(state["partition_log"][:100_000]):
+            e = check_mapping(e, {"epoch": int, "how": str, "sizes": list, "moved": (float, int, type(None))},
+                              "checkpoint", f"{where}/partition_log[{i}]", required=True)
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in e["sizes"]) or len(e["sizes"]) > 10_000:
+                raise ConfigError(f"checkpoint: entry '{where}/partition_log[{i}]/sizes': not a list of image counts.")
+            log_.append(e)
+        self.partition_log = log_
 
     # ------------------------------------------------------------------ generation (Generative)
     def partition_sizes(self) -> torch.Tensor:

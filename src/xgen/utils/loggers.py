@@ -33,7 +33,9 @@ def wandb_mode(requested: str | None) -> str:
     if mode == "auto":
         return "online" if network_available() else "offline"
     if mode not in ("online", "offline"):
-        raise ValueError(f"logger.wandb.mode: expected auto, online or offline, got {requested!r}")
+        from xgen.errors import ConfigError
+
+        raise ConfigError(f"logger.wandb.mode: choose auto, online or offline, got {requested!r}")
     return mode
 
 
