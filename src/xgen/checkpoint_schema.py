@@ -270,11 +270,6 @@ def _progress_consistent(node: Any, source: Any, key: str) -> None:
                               "processed >= completed); not a checkpoint Lightning wrote.")
     for k, sub in node.items():
         _progress_consistent(sub, source, f"{key}/{k}")
-    if isinstance(node.get("total"), Mapping) and isinstance(node.get("current"), Mapping):
-        for c in ("ready", "completed"):
-            cur, tot = node["current"].get(c), node["total"].get(c)
-            if isinstance(cur, int) and isinstance(tot, int) and cur > tot:
-                raise ConfigError(f"{_where(source, key)}: current.{c}={cur} exceeds total.{c}={tot}.")
 
 
 def check_loops(saved: Any, trainer: Any, source: Any) -> None:

@@ -186,6 +186,8 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
 
     check_fresh_run_dir(cfg, run_dir, multirun)
     fresh = not cfg.get("ckpt_path")
+    kept = {n: (run_dir / n).read_bytes() for n in ("config.yaml", "summary.json")
+            if not fresh and (run_dir / n).is_file() and not (run_dir / n).is_symlink()}
     from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
 
     try:
@@ -197,10 +199,15 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
                                 "metrics": {}, "run_dir": str(run_dir)})
         raise
     except Exception as e:
-        if isinstance(e, XgenError) and (fresh and getattr(e, "before_first_step", False)
+        if isinstance(e, XgenError) and (getattr(e, "before_first_step", False)
                                          or not (run_dir / "config.yaml").is_file()):
             if fresh:
                 discard_attempt(run_dir)
+            else:  # a refused resume leaves the run's files as they were
+                from xgen.rundir import atomic_write_text
+
+                for n, b in kept.items():
+                    atomic_write_text(run_dir / n, b.decode("utf-8", "replace"))
             raise  # [harden] refused before it started: no summary (the command removes the empty run dir)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -259,8 +266,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
             datamodule, model, trainer, ckpt = build(cfg, run_dir)
             return _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt)
         except XgenError as e:
+            if str(e).startswith("checkpoint: ") and cfg.get("ckpt_path"):  # name the file a state came from
+                e = type(e)(f"{resolve_ckpt(cfg.ckpt_path, run_dir)[0]}: {str(e)[len('checkpoint: '):]}")
             e.before_first_step = trainer is None or trainer.global_step == 0
-            raise
+            raise e from None
         except Exception as e:
             from lightning.fabric.utilities.exceptions import MisconfigurationException
 

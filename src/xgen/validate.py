@@ -683,7 +683,12 @@ def precheck_command(argv: list[str], config_dir: str | None = None) -> int:
         return 0
     overrides = [a for a in argv if not a.startswith("-")]
     check_output_dir(overrides)
-    jobs, multirun = expand_jobs(overrides, bool(flags), config_dir)
+    try:
+        jobs, multirun = expand_jobs(overrides, bool(flags), config_dir)
+    except ConfigError as e:
+        if not flags:
+            raise
+        raise ConfigError(f"every job: {e}") from None
     for i, job in enumerate(jobs):
         try:
             check_job(job, config_dir=config_dir)

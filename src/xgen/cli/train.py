@@ -107,11 +107,11 @@ def _train_app():
             summary = run_job(cfg, hc.runtime.output_dir, list(hc.overrides.task), multirun)
         except XgenError as e:
             print(f"xgen: error: {e}", file=sys.stderr)
-            if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
-                raise
             from xgen.validate import remove_unstarted_run_dir  # [harden] a run that never started leaves no dir
 
             remove_unstarted_run_dir(hc.runtime.output_dir)
+            if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
+                raise
             raise SystemExit(2) from None
         except Interrupted as e:  # a signal: state saved, summary says interrupted; stop the sweep
             print(f"xgen: {e}. Continue with: xgen hydra.run.dir={hc.runtime.output_dir} ckpt_path=last",
@@ -134,10 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     from xgen.errors import XgenError  # [harden] every job of a run or multirun checked before Hydra starts one
     from xgen.validate import precheck_command
 
-    if True:
-        try:
-            precheck_command(argv)
-        except XgenError as e:
-            print(f"xgen: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+    try:
+        precheck_command(argv)
+    except XgenError as e:
+        print(f"xgen: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     _train_app()()
