@@ -117,6 +117,23 @@ def _factors(factors: Any, n: int, who: str) -> np.ndarray:
     return f
 
 
+def _train_test(c: np.ndarray, f: np.ndarray, test_codes: Any, test_factors: Any, train_fraction: float,
+                who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, factors, test codes, test factors): the test rows given, or the last 1 − train_fraction."""
+    if test_codes is None:
+        check(0 < train_fraction < 1, "train_fraction", f"must be in (0, 1), got {train_fraction}")
+        n_tr = int(math.ceil(c.shape[0] * train_fraction))
+        c, ct, f, ft = c[:n_tr], c[n_tr:], f[:n_tr], f[n_tr:]
+    else:
+        ct = _codes(test_codes, f"{who} (test codes)")
+        ft = _factors(test_factors, ct.shape[0], f"{who} (test factors)")
+        if ct.shape[1] != c.shape[1] or ft.shape[1] != f.shape[1]:
+            raise DataError(f"{who}: train and test codes/factors must have the same number of columns")
+    if c.shape[0] < 2 or ct.shape[0] < 1:
+        raise DataError(f"{who}: needs >= 2 training and >= 1 test rows, got {c.shape[0]} and {ct.shape[0]}")
+    return c, f, ct, ft
+
+
 def _names(names: Sequence[str] | None, k: int) -> list[str]:
     if names is None:
         return [f"factor {i}" for i in range(k)]
@@ -355,17 +372,7 @@ def sap(codes: Any, factors: Any, test_codes: Any = None, test_factors: Any = No
     if c.shape[1] < 2:
         raise DataError("SAP: the representation has a single unit; the gap between the two most predictive "
                         "units is undefined (use a latent of size >= 2).")
-    if test_codes is None:
-        check(0 < train_fraction < 1, "train_fraction", f"must be in (0, 1), got {train_fraction}")
-        n_tr = int(math.ceil(c.shape[0] * train_fraction))
-        c, ct, f, ft = c[:n_tr], c[n_tr:], f[:n_tr], f[n_tr:]
-    else:
-        ct = _codes(test_codes, "SAP (test codes)")
-        ft = _factors(test_factors, ct.shape[0], "SAP (test factors)")
-        if ct.shape[1] != c.shape[1] or ft.shape[1] != f.shape[1]:
-            raise DataError("SAP: train and test codes/factors must have the same number of columns")
-    if c.shape[0] < 2 or ct.shape[0] < 1:
-        raise DataError(f"SAP: needs >= 2 training and >= 1 test rows, got {c.shape[0]} and {ct.shape[0]}")
+    c, f, ct, ft = _train_test(c, f, test_codes, test_factors, train_fraction, "SAP")
     names = _names(factor_names, f.shape[1])
     flags = _continuous_columns(np.concatenate([f, ft]), continuous, num_bins)
     both = discrete_factors(np.concatenate([f, ft]), num_bins)
@@ -598,17 +605,7 @@ def dci(codes: Any, factors: Any, test_codes: Any = None, test_factors: Any = No
     ``train_fraction`` of the rows train and the rest test."""
     c = _codes(codes, "DCI")
     f = _factors(factors, c.shape[0], "DCI")
-    if test_codes is None:
-        check(0 < train_fraction < 1, "train_fraction", f"must be in (0, 1), got {train_fraction}")
-        n_tr = int(math.ceil(c.shape[0] * train_fraction))
-        c, ct, f, ft = c[:n_tr], c[n_tr:], f[:n_tr], f[n_tr:]
-    else:
-        ct = _codes(test_codes, "DCI (test codes)")
-        ft = _factors(test_factors, ct.shape[0], "DCI (test factors)")
-        if ct.shape[1] != c.shape[1] or ft.shape[1] != f.shape[1]:
-            raise DataError("DCI: train and test codes/factors must have the same number of columns")
-    if c.shape[0] < 2 or ct.shape[0] < 1:
-        raise DataError(f"DCI: needs >= 2 training and >= 1 test rows, got {c.shape[0]} and {ct.shape[0]}")
+    c, f, ct, ft = _train_test(c, f, test_codes, test_factors, train_fraction, "DCI")
     both = discrete_factors(np.concatenate([f, ft]), num_bins)
     fd, ftd = both[: f.shape[0]], both[f.shape[0]:]
     names = _names(factor_names, f.shape[1])
