@@ -3,11 +3,16 @@ PY    ?= python3
 PIP   ?= $(PY) -m pip
 STAMP := .make
 ARGS  ?=
+# TORCH_INDEX: a pip index URL to take torch and torchvision from before xgen is installed (e.g. the
+# PyTorch project's CPU-only wheel index on a machine without a GPU; README "Set up"). Empty: the
+# default index's wheels (on Linux x86-64 that is the CUDA build).
+TORCH_INDEX ?=
 
 .PHONY: install data run test test-fast bench bench-all clean help
 help:
 	@echo "make run    install, then train the default experiment (VAE on Fashion-MNIST, a few minutes on CPU)"
 	@echo "make test   install, then run the test suite"
+	@echo "            TORCH_INDEX=<pip index URL>: take torch/torchvision from there first (e.g. CPU-only wheels)"
 	@echo "make bench  xgen vs hand-written loops, images/s (bench/bench_speed.py, ~6 min on 2 CPU cores)"
 	@echo "make bench-all  every benchmark script in bench/ (one JSON line each)"
 
@@ -15,6 +20,9 @@ install: $(STAMP)/install data
 
 $(STAMP)/install: pyproject.toml
 	@mkdir -p $(STAMP)
+ifneq ($(strip $(TORCH_INDEX)),)
+	$(PIP) install -q --index-url "$(TORCH_INDEX)" torch torchvision
+endif
 	$(PIP) install -q -e ".[test]"
 	@touch $@
 

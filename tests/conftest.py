@@ -1,16 +1,27 @@
-"""Shared fixtures: Hydra composition of xgen's shipped configs, small offline data."""
+"""Shared fixtures: Hydra composition of xgen's shipped configs, small offline data; pinned threads.
+
+Threads: every test runs with ``XGEN_TEST_THREADS`` (default 1) intra-op threads, and the OpenMP / MKL /
+OpenBLAS variables are set to the same before torch is imported, so that ``xgen`` subprocesses the
+tests start inherit them. With more threads than free cores, OpenMP's threads wait for each other at
+every parallel region while the other processes hold the cores: on a loaded 2-core machine
+tests/test_activation_max.py took 9 min with 2 threads against 44 s idle (README, "Tests").
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-import torch
+THREADS = int(os.environ.get("XGEN_TEST_THREADS", "1"))
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)  # before torch is imported (it reads them once), and for subprocesses
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(THREADS)
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xgen.data import DigitsDataModule, FashionMNISTDataModule, TensorBatches
+from xgen.data import DigitsDataModule, FashionMNISTDataModule, MNISTDataModule, TensorBatches
 from xgen.data import locate
 from xgen.data.idx import read_idx
 from xgen.errors import ConfigError, DataError
@@ -56,13 +56,40 @@ def no_system_data(tmp_path, monkeypatch):
 
 
 def test_missing_files_offline_lists_places_and_fix(no_system_data):
-    dm = FashionMNISTDataModule(root=str(no_system_data / "mine"), download=False)
+    dm = FashionMNISTDataModule(download=False)
     with pytest.raises(DataError) as e:
         dm.prepare_data()
     msg = str(e.value)
     assert "train-images-idx3-ubyte" in msg
-    assert str(no_system_data / "mine") in msg and str(no_system_data / "system" / "fashion_mnist") in msg
+    assert str(no_system_data / "xgen_data") in msg and str(no_system_data / "system" / "fashion_mnist") in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "data.root" in msg
+
+
+def _write_mnist_like(folder, seed: int = 1, n=(30, 10)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, k in zip(("train", "t10k"), n):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (k, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (k,)))
+
+
+@pytest.mark.parametrize("cls,name", [(FashionMNISTDataModule, "fashion_mnist"), (MNISTDataModule, "mnist")])
+def test_explicit_root_without_the_files_is_an_error_not_a_fallback(no_system_data, cls, name):
+    """data.root given but empty: a DataError naming the missing files and that folder, even though the
+    dataset sits in $XGEN_DATA and in the system folder (which serve only when no root is given)."""
+    _write_mnist_like(no_system_data / "xgen_data" / name)
+    _write_mnist_like(no_system_data / "system" / name, seed=2)
+    empty = no_system_data / "nonexistent"
+    with pytest.raises(DataError) as e:
+        cls(root=str(empty), download=False, val_size=5).setup()
+    msg = str(e.value)
+    assert msg.splitlines()[0].startswith(f"{name}: files not found: train-images-idx3-ubyte")
+    assert f"  - {empty}\n" in msg and f"data.root={empty} is given, so only it was searched" in msg
+    assert "xgen_data" not in msg and str(no_system_data / "system") not in msg.split("(data.root")[0]
+    dm = cls(download=False, val_size=5)  # no root: $XGEN_DATA first
+    dm.setup()
+    assert torch.equal(dm.split("test")[0][:, 0], torch.from_numpy(
+        read_idx(no_system_data / "xgen_data" / name / "t10k-images-idx3-ubyte").copy()))
 
 
 def test_download_failure_offline_is_reported(no_system_data, monkeypatch):
@@ -95,6 +122,27 @@ def test_idx_files_found_in_root_and_split(no_system_data):
     allx = torch.from_numpy(read_idx(root / "train-images-idx3-ubyte.gz").copy()).unsqueeze(1)
     both = torch.cat([tx, vx]).flatten(1)
     assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, allx.flatten(1).tolist()))
+
+
+def test_batch_hands_out_model_ready_images(no_system_data):
+    """dm.batch(split, n): float32 images in the data module's (= the model's) value range, with labels."""
+    _write_mnist_like(no_system_data / "mine", n=(30, 12))
+    dm = FashionMNISTDataModule(root=str(no_system_data / "mine"), download=False, val_size=5)
+    raw, labels = dm.split("test")
+    x, y = dm.batch("test", 4, start=2)
+    assert x.dtype == torch.float32 and x.shape == (4, 1, 28, 28) and torch.equal(y, labels[2:6])
+    torch.testing.assert_close(x, raw[2:6].float() / 255)
+    dm.set_value_range((-1.0, 1.0))  # what a tanh GAN's setup does
+    x, _ = dm.batch("test", 4, start=2)
+    torch.testing.assert_close(x, raw[2:6].float() / 127.5 - 1)
+    torch.testing.assert_close(dm.batch("test", 1, value_range=(0, 2))[0], raw[:1].float() / 127.5)
+    assert dm.batch("val")[0].shape == (5, 1, 28, 28)  # n=None: the whole split
+    with pytest.raises(ConfigError, match="n: asked for images 10 .. 13 of 'test', which has 12 images"):
+        dm.batch("test", 4, start=10)
+    with pytest.raises(ConfigError, match="split: use 'train', 'val' or 'test'"):
+        dm.batch("tset", 4)
+    with pytest.raises(ConfigError, match="value_range: must be .* low < high"):
+        dm.batch("test", 2, value_range=(1, 0))
 
 
 def test_real_fashion_mnist(fashion_available):

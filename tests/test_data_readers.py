@@ -84,13 +84,27 @@ def test_svhn_extra_is_appended_to_train(tmp_path):
 
 
 def test_svhn_missing_files_offline_lists_folders(tmp_path):
-    dm = SVHNDataModule(root=str(tmp_path / "nowhere"), download=False)
+    dm = SVHNDataModule(download=False)
     with pytest.raises(DataError) as e:
         dm.prepare_data()
     msg = str(e.value)
     assert msg.splitlines()[0] == "svhn: files not found: train_32x32.mat, test_32x32.mat."
-    assert str(tmp_path / "nowhere") in msg and str(tmp_path / "xgen_data") in msg
+    assert str(tmp_path / "xgen_data") in msg and str(tmp_path / "system" / "svhn") in msg
     assert "data.download=false" in msg and "ufldl.stanford.edu" in msg
+
+
+def test_svhn_explicit_root_without_the_files_is_an_error_not_a_fallback(tmp_path):
+    (tmp_path / "xgen_data").mkdir()
+    write_svhn(tmp_path / "xgen_data" / "train_32x32.mat", 6, 0)
+    write_svhn(tmp_path / "xgen_data" / "test_32x32.mat", 3, 1)
+    with pytest.raises(DataError) as e:
+        SVHNDataModule(root=str(tmp_path / "nowhere"), download=False).prepare_data()
+    msg = str(e.value)
+    assert msg.splitlines()[0] == "svhn: files not found: train_32x32.mat, test_32x32.mat."
+    assert f"  - {tmp_path / 'nowhere'}\n" in msg and "xgen_data" not in msg
+    assert f"data.root={tmp_path / 'nowhere'} is given, so only it was searched" in msg
+    x, _ = SVHNDataModule(download=False).load_split("test")  # no root: $XGEN_DATA is searched
+    assert x.shape == (3, 3, 32, 32)
 
 
 def test_svhn_corrupt_or_wrong_mat_names_the_file(tmp_path):

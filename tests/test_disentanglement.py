@@ -1,5 +1,6 @@
 """Disentanglement metrics: known answers (true-factor, random, rotated encoders), invariances, a reference
-implementation of MIG, the covariance metric's closed form, bad input, the sampler-based form through a
+implementation of MIG, SAP and modularity against their closed forms and independent readings of
+disentanglement_lib's definitions, factor names in results, the covariance metric's closed form, bad input, the sampler-based form through a
 model's embed, the callback and the plots."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from xgen.errors import ConfigError, DataError
 from xgen.metrics.disentanglement import (DisentanglementWarning, beta_vae_score, beta_vae_score_of_model,
                                           covariance_metric, dci, dci_from_importance, discretize,
                                           disentanglement_scores, factor_vae_score, factor_vae_score_of_model, mig,
-                                          mutual_information_matrix)
+                                          modularity, modularity_from_mi, mutual_information_matrix, sap)
 from xgen.protocols import CapabilityError
 
 SIZES = (3, 6, 10, 8)
@@ -134,6 +135,92 @@ def test_subset_of_grid_and_continuous_factors(factors):
     assert mig(z, v).score >= 0.9
 
 
+# ------------------------------------------------------------------------ SAP and modularity
+def _reference_sap(codes, factors, test_codes, test_factors, continuous: bool) -> np.ndarray:
+    """disentanglement_lib's sap_score matrix read from its definition: continuous factors Cov(z, v)² /
+    (Var z · Var v) with ddof 1 (0 for Var z <= 1e-12); discrete ones the test accuracy of
+    LinearSVC(C=0.01, class_weight='balanced') fit on the single unit."""
+    from sklearn.svm import LinearSVC
+
+    m = np.zeros((codes.shape[1], factors.shape[1]))
+    for i in range(codes.shape[1]):
+        for j in range(factors.shape[1]):
+            if continuous:
+                cv = np.cov(codes[:, i], factors[:, j], ddof=1)
+                m[i, j] = cv[0, 1] ** 2 / (cv[0, 0] * cv[1, 1]) if cv[0, 0] > 1e-12 else 0.0
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    clf = LinearSVC(C=0.01, class_weight="balanced", random_state=0).fit(codes[:, i:i + 1], factors[:, j])
+                m[i, j] = np.mean(clf.predict(test_codes[:, i:i + 1]) == test_factors[:, j])
+    return m
+
+
+def _gap_mean(m: np.ndarray) -> float:
+    s = np.sort(m, axis=0)
+    return float(np.mean(s[-1] - s[-2]))
+
+
+def test_sap_matches_reference_reading_and_closed_forms(factors):
+    rng = np.random.default_rng(3)
+    mix = rng.standard_normal((4, 5))
+    codes = _true_codes(factors, noise=0.3) @ mix + 0.2 * rng.standard_normal((3000, 5))
+    r = sap(codes[:2000], factors[:2000], codes[2000:], factors[2000:], factor_names=list("abcd"))
+    ref = _reference_sap(codes[:2000], factors[:2000], codes[2000:], factors[2000:], continuous=False)
+    np.testing.assert_allclose(r.matrix, ref, atol=1e-12)
+    assert r.score == pytest.approx(_gap_mean(ref), abs=1e-12) and list(r.gaps) == list("abcd")
+    assert r.continuous == dict.fromkeys("abcd", False)
+    # continuous factors: R² of the own unit = Var v / (Var v + σ²), every other unit ~ 0 (independent)
+    v = rng.uniform(0, 1, (6000, 3))
+    sigma = 0.1
+    z = np.concatenate([v + sigma * rng.standard_normal(v.shape), rng.standard_normal((6000, 1))], 1)
+    rc = sap(z, v)
+    np.testing.assert_allclose(rc.matrix, _reference_sap(z[:4000], v[:4000], None, None, True), atol=1e-10)
+    closed = (1 / 12) / (1 / 12 + sigma ** 2)  # 0.893
+    assert rc.score == pytest.approx(closed, abs=0.01) and all(rc.continuous.values())
+    # a 45° rotation of two continuous factors: each unit explains half of each, gap 0
+    rot = np.concatenate([(v[:, :2] @ np.array([[1, 1], [1, -1]]) / math.sqrt(2)), v[:, 2:]], 1)
+    gaps = sap(rot, v).gaps
+    assert gaps["factor 0"] < 0.02 and gaps["factor 1"] < 0.02 and gaps["factor 2"] > 0.95
+    # binary factors copied into their own units: accuracy 1 there, ~1/2 (a guess) on the others
+    b = rng.integers(0, 2, (4000, 3))
+    rb = sap(b + 0.01 * rng.standard_normal(b.shape), b)
+    assert np.allclose(np.diag(rb.matrix), 1.0) and rb.score == pytest.approx(0.5, abs=0.04)
+    # pure noise: no unit predicts anything better than another
+    assert sap(rng.standard_normal((3000, 4)), factors).score < 0.05
+    assert sap(rng.standard_normal((6000, 4)), v).score < 0.01
+
+
+def test_modularity_closed_forms_and_reference(factors):
+    grid = np.stack(np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij"), -1).reshape(-1, 3)
+    f = np.tile(grid, (50, 1))  # the full grid: factors exactly independent, so off-factor MI is exactly 0
+    r = modularity(f.astype(np.float64), f, factor_names=["a", "b", "c"])
+    assert r.score == pytest.approx(1.0, abs=1e-12) and np.allclose(r.per_unit, 1.0)
+    # one unit carries factors a and b (6 joint values), one copies c: I = (log 2, log 3, 0) and (0, 0, log 4)
+    joint = np.stack([f[:, 0] * 3 + f[:, 1], f[:, 2]], 1).astype(np.float64)
+    rj = modularity(joint, f)
+    np.testing.assert_allclose(rj.mi, [[math.log(2), math.log(3), 0], [0, 0, math.log(4)]], atol=1e-12)
+    unit0 = 1 - math.log(2) ** 2 / (math.log(3) ** 2 * 2)  # 1 − Σ_{k≠max} I² / (θ² (K − 1)) = 0.801
+    assert rj.per_unit == pytest.approx([unit0, 1.0], abs=1e-12)
+    assert rj.score == pytest.approx((unit0 + 1) / 2, abs=1e-12)
+    # two factors carried equally: 1 − 1/(K − 1); a unit with no information scores 0
+    assert modularity_from_mi(np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))[1] == pytest.approx([0.5, 0.0])
+    # against an independent reading (sklearn's mutual_info_score on histogram-binned codes)
+    rng = np.random.default_rng(4)
+    codes = _true_codes(factors, noise=0.2) @ rng.standard_normal((4, 5)) + 0.1 * rng.standard_normal((3000, 5))
+    d = np.stack([np.digitize(c, np.histogram(c, 20)[1][:-1]) for c in codes.T])
+    mi = np.array([[mutual_info_score(v, dz) for v in factors.T] for dz in d]) ** 2
+    ref = np.mean(1 - (mi.sum(1) - mi.max(1)) / (mi.max(1) * (mi.shape[1] - 1)))
+    assert modularity(codes, factors).score == pytest.approx(ref, abs=1e-10)
+    perm = [2, 4, 0, 1, 3]
+    assert modularity(codes[:, perm], factors).score == pytest.approx(ref, abs=1e-10)
+    assert sap(codes[:, perm], factors).score == pytest.approx(sap(codes, factors).score, abs=1e-12)
+    with pytest.raises(DataError, match="at least 2 informative factors"):
+        modularity(codes, factors[:, :1])
+    with pytest.raises(DataError, match="single unit"):
+        sap(codes[:, :1], factors)
+
+
 # ------------------------------------------------------------------------ covariance metric
 def test_covariance_metric_closed_form():
     rng = np.random.default_rng(0)
@@ -238,9 +325,14 @@ def test_sampler_form_known_answers_eval_mode_no_grad():
         pooled = beta_vae_score_of_model(enc, data, num_train=300, num_eval=150, batch_size=16, pool_size=2000)
     assert fv.score >= 0.98 and pooled.score >= 0.98
     with pytest.warns(DisentanglementWarning):
-        s = disentanglement_scores(enc, data, metrics=("mig", "dci", "beta_vae"), num_train=2000, num_eval=500,
-                                   batch_size=16, importance_model="forest")
+        s = disentanglement_scores(enc, data, metrics=("mig", "dci", "beta_vae", "sap", "modularity"), num_train=2000,
+                                   num_eval=500, batch_size=16, importance_model="forest")
     assert s["mig"] >= 0.9 and s["beta_vae_score"] >= 0.98 and s["dci_disentanglement"] >= 0.9
+    assert s["modularity_score"] >= 0.99
+    # per-factor keys carry the data's factor_names (not "factor 0"), the constant "color" left out
+    assert [k for k in s if k.startswith(("mig_", "sap_"))] == ["mig_a", "mig_b", "mig_c", "mig_d",
+                                                                "sap_score", "sap_a", "sap_b", "sap_c", "sap_d"]
+    assert s["sap_score"] == pytest.approx(np.mean([s[f"sap_{k}"] for k in "abcd"]))
 
 
 def test_sampler_form_bad_models():
@@ -293,13 +385,14 @@ def test_callback_logs_final_scores_on_dsprites():
     trainer = _fit(cb, dm, model)
     m = trainer.callback_metrics
     keys = ["val/mig", "val/beta_vae_score", "val/factor_vae_score", "val/dci_disentanglement",
-            "val/dci_completeness", "val/dci_informativeness", "val/covariance_metric", "val/mig_shape"]
+            "val/dci_completeness", "val/dci_informativeness", "val/covariance_metric", "val/mig_shape",
+            "val/sap_score", "val/sap_shape", "val/sap_posY", "val/modularity_score"]
     assert all(k in m for k in keys), sorted(m)
     assert len(cb.history) == 1 and cb.history[-1]["step"] == 3
     # the logged numbers are the metric's: recomputing on the final model with the same settings agrees
     with pytest.warns(DisentanglementWarning):
         again = disentanglement_scores(model, dm, **{k: v for k, v in cb.settings.items()})
-    for k in ("mig", "beta_vae_score", "covariance_metric", "dci_informativeness"):
+    for k in ("mig", "beta_vae_score", "covariance_metric", "dci_informativeness", "sap_score", "modularity_score"):
         assert float(m[f"val/{k}"]) == pytest.approx(again[k], rel=1e-6, abs=1e-9)
     assert 0 <= float(m["val/mig"]) <= 1 and 0 <= float(m["val/beta_vae_score"]) <= 1
 

@@ -1,4 +1,5 @@
-"""Disentanglement: MIG, β-VAE / FactorVAE metrics, DCI and the covariance metric of a model during training.
+"""Disentanglement: MIG, β-VAE / FactorVAE metrics, DCI, SAP, modularity and the covariance metric of a model
+during training.
 
 Scores the representation a model exposes through ``embed`` (:class:`xgen.protocols.Embeds`: a VAE's
 posterior mean, InfoGAN's Q) against the data module's known generative factors (its factor
@@ -6,7 +7,9 @@ interface: ``factor_sizes``, ``sample_factors``, ``images_from_factors`` — e.g
 with :func:`xgen.metrics.disentanglement.disentanglement_scores`. Runs at the end of training and,
 with ``every_n_epochs``, every N training epochs. Keys: ``val/mig`` (+ ``val/mig_<factor>``),
 ``val/beta_vae_score``, ``val/factor_vae_score``, ``val/dci_disentanglement``, ``val/dci_completeness``,
-``val/dci_informativeness`` and ``val/covariance_metric`` (vae-thesis §5.1; models with a posterior).
+``val/dci_informativeness``, ``val/sap_score`` (+ ``val/sap_<factor>``), ``val/modularity_score`` and
+``val/covariance_metric`` (vae-thesis §5.1; models with a posterior). Per-factor keys use the data
+module's ``factor_names`` (dSprites: ``shape``, ``scale``, ``orientation``, ``posX``, ``posY``).
 On data without factors (e.g. Frey Faces) only the covariance metric is computed, with a warning.
 The final scores land in ``summary.json`` and ``xgen report`` tables.
 """
@@ -30,11 +33,11 @@ class Disentanglement(L.Callback):
 
     Args:
         every_n_epochs: also score after every N-th training epoch (``0``: only at the end).
-        metrics: any of ``mig``, ``beta_vae``, ``factor_vae``, ``dci``, ``covariance``.
+        metrics: any of ``mig``, ``beta_vae``, ``factor_vae``, ``dci``, ``sap``, ``modularity``, ``covariance``.
         num_train, num_eval: points of the estimators (disentanglement_lib: 10,000 and 5,000; the
             CPU default here is smaller — scores from different settings are not comparable).
         batch_size: image pairs per β-VAE point / images per FactorVAE batch (64 as disentanglement_lib).
-        num_bins: histogram bins of MIG (20).
+        num_bins: histogram bins of MIG and modularity (20).
         pool_size: embed this many random images once and draw the β-VAE/FactorVAE batches from them
             (``null``: fresh images for every batch, the protocol, ~num_train·batch_size·2 images).
         importance_model: DCI's per-factor predictor, ``forest`` (fast) or ``gbt`` (disentanglement_lib);

@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     ap.add_argument("--cache-dir", default=None, help="real-statistics cache (default $XGEN_CACHE/fid or ~/.cache/xgen/fid)")
     ap.add_argument("--disentanglement", default="auto", choices=("auto", "on", "off"),
-                    help="MIG, β-VAE/FactorVAE metrics, DCI, covariance metric of a model that embeds (VAEs, "
+                    help="MIG, β-VAE/FactorVAE metrics, DCI, SAP, modularity, covariance metric of a model that embeds (VAEs, "
                          "InfoGAN) on data with known factors (data=dsprites); auto: when both hold")
     ap.add_argument("--disent-train", type=int, default=10000,
                     help="disentanglement: training points (disentanglement_lib: 10000)")

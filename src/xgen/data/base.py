@@ -48,6 +48,16 @@ def to_value_range(x: Tensor, value_range: Sequence[float]) -> Tensor:
     return x.to(torch.float32).mul_((hi - lo) / 255.0).add_(lo)
 
 
+def parse_value_range(value_range: Sequence[float], key: str = "data.value_range") -> tuple[float, float]:
+    """``[low, high]`` as two floats with low < high, else a ConfigError naming ``key``."""
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: must be [low, high], got {value_range!r}") from None
+    check(lo < hi, key, f"must be [low, high] with low < high, got {list(value_range)}")
+    return lo, hi
+
+
 class TensorBatches:
     """An iterable of batches drawn by indexing device-resident tensors.
 
@@ -274,13 +284,32 @@ class InMemoryDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------------------- access
     def split(self, split: str) -> tuple[Tensor, Tensor]:
-        """The uint8 images and labels of a split (host memory), loading them on first use."""
+        """The uint8 images and labels of a split (host memory), loading them on first use. The images
+        are stored pixels, not model input: use :meth:`batch` (or :meth:`scale`) for that."""
         if not self._splits:
             self.prepare_data()
             self.setup()
         if split not in self._splits:
             raise KeyError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
         return self._splits[split]
+
+    def batch(self, split: str = "test", n: int | None = None, start: int = 0,
+              value_range: Sequence[float] | None = None) -> tuple[Tensor, Tensor]:
+        """Model-ready images: ``(images, labels)`` for images ``start .. start + n - 1`` of ``split``
+        (all of it for ``n=None``), the images float32 ``(n, C, H, W)`` on the CPU in ``value_range`` —
+        by default the data module's :attr:`value_range`, which is the model's once the model has been
+        fitted on this data module (or after ``dm.set_value_range(model.value_range)``). E.g.
+        ``images, labels = dm.batch("test", 64)`` then ``model.encode(images)``."""
+        check(split in ("train", "val", "test"), "split", f"use 'train', 'val' or 'test', got {split!r}")
+        x, y = self.split(split)
+        check(int(start) >= 0, "start", f"must be >= 0, got {start}")
+        stop = x.shape[0] if n is None else int(start) + int(n)
+        check(n is None or int(n) >= 1, "n", f"must be >= 1 or None, got {n}")
+        if stop > x.shape[0] or int(start) >= x.shape[0]:
+            raise ConfigError(f"n: asked for images {start} .. {stop - 1} of '{split}', which has "
+                              f"{x.shape[0]} images; ask for fewer.")
+        vr = self.value_range if value_range is None else parse_value_range(value_range, "value_range")
+        return to_value_range(x[int(start):stop], vr), y[int(start):stop]
 
     # ----------------------------------------------------------------------------- factors
     @property
@@ -327,12 +356,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def set_value_range(self, value_range: Sequence[float]) -> "InMemoryDataModule":
         """Hand out images in ``value_range`` (the model's: ``dm.set_value_range(model.value_range)``);
         returns the data module. ``xgen`` calls it when it builds the model and the data."""
-        try:
-            lo, hi = (float(v) for v in value_range)
-        except (TypeError, ValueError):
-            raise ConfigError(f"data.value_range: must be [low, high], got {value_range!r}") from None
-        check(lo < hi, "data.value_range", f"must be [low, high] with low < high, got {list(value_range)}")
-        self._value_range = (lo, hi)
+        self._value_range = parse_value_range(value_range)
         return self
 
     @property

@@ -94,7 +94,7 @@ class CelebADataModule(InMemoryDataModule):
                       Path(target) / "celeba",
                       f"get {IMAGES_ZIP}, {PARTITION} (and {IDENTITY} for labels) from "
                       "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and put them in one of those "
-                      f"folders; the zip is extracted on first use.")
+                      f"folders; the zip is extracted on first use.", root=self.root)
 
     def _load_all(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         if self._all is not None:

@@ -69,7 +69,7 @@ class FreyFacesDataModule(InMemoryDataModule):
         target = Path(self.root).expanduser() if self.root else cache_dir(self.name)
         fetch_or_fail(self.name, lambda: [] if self._find() else [FILENAME], self._dirs(),
                       self.download_allowed, lambda: download_url(URL, target / FILENAME), target,
-                      f"download {URL} into one of those folders.")
+                      f"download {URL} into one of those folders.", root=self.root)
 
     def _load_all(self) -> torch.Tensor:
         if self._all is None:

@@ -226,9 +226,10 @@ def download_url(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 # ------------------------------------------------------------------------------------------ errors
 def fetch_or_fail(name: str, missing: Callable[[], list[str]], dirs: Sequence[Path], allowed: bool,
-                  fetch: Callable[[], None], target: Path | str, fix: str) -> None:
+                  fetch: Callable[[], None], target: Path | str, fix: str, root: str | None = None) -> None:
     """Run `fetch` when files are `missing` and downloading is allowed; raise a DataError listing the
-    missing files, the folders looked in, why fetching did not help, and `fix`, if files stay missing."""
+    missing files, the folders looked in (and that only the explicit `root` was), why fetching did not
+    help, and `fix`, if files stay missing."""
     lost = missing()
     if not lost:
         return
@@ -243,7 +244,7 @@ def fetch_or_fail(name: str, missing: Callable[[], list[str]], dirs: Sequence[Pa
             reason = f"Download into {target} did not produce the expected files."
     else:
         reason = "Downloading is switched off (data.download=false)."
-    raise DataError(f"{name}: files not found: {', '.join(lost)}.\nLooked in:\n{describe_dirs(dirs)}\n"
+    raise DataError(f"{name}: files not found: {', '.join(lost)}.\nLooked in:\n{describe_dirs(dirs, root)}\n"
                     f"{reason}\nFix: {fix} Or set data.root=/path/to/folder (or $XGEN_DATA).")
 
 

@@ -83,7 +83,7 @@ class LFWDataModule(InMemoryDataModule):
         fetch_or_fail(self.name, lambda: [] if self._source() else [f"{FOLDER}/ (or {ARCHIVE})"],
                       self._dirs(), self.download_allowed, fetch, target,
                       f"download {ARCHIVE} from http://vis-www.cs.umass.edu/lfw/ into one of those "
-                      "folders (it is extracted on first use).")
+                      "folders (it is extracted on first use).", root=self.root)
 
     def _folder(self) -> Path:
         src = self._source()

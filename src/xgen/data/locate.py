@@ -1,10 +1,11 @@
 """Find dataset files locally: data.root, $XGEN_DATA, Debian's /usr/share/datasets, the xgen cache.
 
-A dataset is looked for, in order, in
-  1. the explicit ``root`` given in the config (``data.root``),
-  2. ``$XGEN_DATA`` and ``$XGEN_DATA/<name>``,
-  3. ``/usr/share/datasets/<name>`` (where Debian's ``dataset-*`` packages put files),
-  4. ``~/.cache/xgen/<name>`` (where xgen downloads to when online).
+An explicit ``root`` (``data.root``) is the only place searched: ``root`` and ``root/<name>`` (a
+root that lacks the files is an error naming them and that folder, never a silent fallback to other
+copies). Without one, a dataset is looked for, in order, in
+  1. ``$XGEN_DATA`` and ``$XGEN_DATA/<name>``,
+  2. ``/usr/share/datasets/<name>`` (where Debian's ``dataset-*`` packages put files),
+  3. ``~/.cache/xgen/<name>`` (where xgen downloads to when online).
 Each directory is also searched in the sub-folders torchvision uses (e.g. ``FashionMNIST/raw``).
 """
 
@@ -27,18 +28,20 @@ def cache_dir(name: str) -> Path:
 
 def candidate_dirs(name: str, root: str | os.PathLike | None, aliases: Sequence[str] = (),
                    subdirs: Sequence[str] = ()) -> list[Path]:
-    """Every directory searched for dataset `name`, in priority order (duplicates removed)."""
+    """Every directory searched for dataset `name`, in priority order (duplicates removed): under an
+    explicit `root` only, else $XGEN_DATA, the system folder and the xgen cache."""
     names = [name, *aliases]
     bases: list[Path] = []
     if root:
         r = Path(root).expanduser()
         bases += [r] + [r / n for n in names]
-    env = os.environ.get("XGEN_DATA")
-    if env:
-        e = Path(env).expanduser()
-        bases += [e] + [e / n for n in names]
-    bases += [SYSTEM_DATASETS / n for n in names]
-    bases += [cache_dir(name)]
+    else:
+        env = os.environ.get("XGEN_DATA")
+        if env:
+            e = Path(env).expanduser()
+            bases += [e] + [e / n for n in names]
+        bases += [SYSTEM_DATASETS / n for n in names]
+        bases += [cache_dir(name)]
     dirs: list[Path] = []
     for b in bases:
         for d in [b, *(b / s for s in subdirs)]:
@@ -57,5 +60,10 @@ def find_file(dirs: Iterable[Path], filename: str, suffixes: Sequence[str] = (""
     return None
 
 
-def describe_dirs(dirs: Iterable[Path]) -> str:
-    return "\n".join(f"  - {d}" for d in dirs)
+def describe_dirs(dirs: Iterable[Path], root: str | os.PathLike | None = None) -> str:
+    """The folders searched, one a line; with an explicit `root`, a line saying only it was searched."""
+    text = "\n".join(f"  - {d}" for d in dirs)
+    if root:
+        text += (f"\n(data.root={root} is given, so only it was searched — not $XGEN_DATA, "
+                 f"{SYSTEM_DATASETS} or the xgen cache; drop data.root to search those.)")
+    return text

@@ -54,7 +54,7 @@ class _IDXDataModule(InMemoryDataModule):
             reason = "Downloading is switched off (data.download=false)."
         raise DataError(
             f"{self.name}: files not found: {', '.join(missing)} (with or without .gz).\n"
-            f"Looked in:\n{describe_dirs(self._dirs())}\n{reason}\n"
+            f"Looked in:\n{describe_dirs(self._dirs(), self.root)}\n{reason}\n"
             f"Fix: {self.install_hint}put the four IDX files in one of those folders, or set "
             f"data.root=/path/to/folder (or $XGEN_DATA); online, xgen downloads them by itself.")
 

@@ -61,7 +61,7 @@ class SVHNDataModule(InMemoryDataModule):
         fetch_or_fail(self.name, self._missing, self._dirs(), self.download_allowed, fetch, target,
                       "download train_32x32.mat and test_32x32.mat (and extra_32x32.mat with "
                       "data.use_extra=true) from http://ufldl.stanford.edu/housenumbers/ into one of "
-                      "those folders.")
+                      "those folders.", root=self.root)
 
     def _read(self, filename: str) -> tuple[torch.Tensor, torch.Tensor]:
         path = find_file(self._dirs(), filename, ("",))

@@ -1,10 +1,12 @@
-"""Disentanglement metrics: β-VAE metric, FactorVAE metric, MIG, DCI and the vae-thesis covariance metric.
+"""Disentanglement metrics: β-VAE metric, FactorVAE metric, MIG, DCI, SAP, modularity and the vae-thesis
+covariance metric.
 
 Two forms of every score:
 
 * **plain functions of (codes, factors)** — ``codes`` (N, D) floats, ``factors`` (N, K) — for any
   representation already computed: :func:`mig`, :func:`beta_vae_score`, :func:`factor_vae_score`,
-  :func:`dci`, :func:`mutual_information_matrix`, :func:`covariance_metric`. The β-VAE and FactorVAE
+  :func:`dci`, :func:`sap`, :func:`modularity`, :func:`mutual_information_matrix`,
+  :func:`covariance_metric`. The β-VAE and FactorVAE
   metrics need pairs/batches that share one factor; here they are drawn from the rows given (pick a
   row, then a random row with the same value of the factor), so they work when only a subset of the
   factor grid is present;
@@ -31,7 +33,11 @@ accuracy on the evaluation points. DCI uses one importance model per factor: ``"
 classes it fits 4,000 trees) or ``"forest"`` a ``RandomForestClassifier`` (``forest_trees`` trees of
 depth ≤ ``forest_depth``, all features per split; minutes faster, what the callback uses on CPU) —
 importances are impurity-based ``feature_importances_``; informativeness is the test accuracy
-averaged over factors. Smaller settings are allowed (e.g. ``num_train=2000`` for a CPU callback);
+averaged over factors. SAP (disentanglement_lib's ``sap_score``): R² of a line for a continuous factor,
+for a discrete one the test accuracy of scikit-learn's ``LinearSVC(C=0.01, class_weight="balanced")``
+on one unit (on the raw codes, not standardised, as there), trained on the training points and scored
+on the evaluation points. Modularity (disentanglement_lib's ``modularity_explicitness``, the
+modularity part): the MIG mutual-information matrix (20 bins). Smaller settings are allowed (e.g. ``num_train=2000`` for a CPU callback);
 scores from different settings are not comparable — MIG in particular depends on the number of bins
 and points (users of other libraries report values 1000× off for exactly this reason).
 
@@ -57,7 +63,8 @@ from xgen.protocols import Embeds, Encodes, require
 
 __all__ = ["BATCH_SIZE", "NUM_TRAIN", "NUM_EVAL", "NUM_BINS", "FactorData", "MIGResult", "ScoreResult", "DCIResult",
            "discretize", "discrete_factors", "entropy", "mutual_information_matrix", "mig", "beta_vae_score",
-           "factor_vae_score", "dci", "covariance_metric", "codes_of_model", "posterior_of_model",
+           "factor_vae_score", "dci", "sap", "modularity", "modularity_from_mi", "SAPResult",
+           "ModularityResult", "covariance_metric", "codes_of_model", "posterior_of_model",
            "beta_vae_score_of_model", "factor_vae_score_of_model", "disentanglement_scores",
            "DisentanglementWarning"]
 
@@ -108,6 +115,23 @@ def _factors(factors: Any, n: int, who: str) -> np.ndarray:
     if not np.issubdtype(f.dtype, np.number) or not np.isfinite(f).all():
         raise DataError(f"{who}: factors must be finite numbers (class indices or values)")
     return f
+
+
+def _train_test(c: np.ndarray, f: np.ndarray, test_codes: Any, test_factors: Any, train_fraction: float,
+                who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, factors, test codes, test factors): the test rows given, or the last 1 − train_fraction."""
+    if test_codes is None:
+        check(0 < train_fraction < 1, "train_fraction", f"must be in (0, 1), got {train_fraction}")
+        n_tr = int(math.ceil(c.shape[0] * train_fraction))
+        c, ct, f, ft = c[:n_tr], c[n_tr:], f[:n_tr], f[n_tr:]
+    else:
+        ct = _codes(test_codes, f"{who} (test codes)")
+        ft = _factors(test_factors, ct.shape[0], f"{who} (test factors)")
+        if ct.shape[1] != c.shape[1] or ft.shape[1] != f.shape[1]:
+            raise DataError(f"{who}: train and test codes/factors must have the same number of columns")
+    if c.shape[0] < 2 or ct.shape[0] < 1:
+        raise DataError(f"{who}: needs >= 2 training and >= 1 test rows, got {c.shape[0]} and {ct.shape[0]}")
+    return c, f, ct, ft
 
 
 def _names(names: Sequence[str] | None, k: int) -> list[str]:
@@ -229,6 +253,141 @@ def mig(codes: Any, factors: Any, num_bins: int = NUM_BINS, factor_names: Sequen
         top = np.sort(m[:, k])[::-1]
         gaps[names[k]] = float((top[0] - top[1]) / h[k])
     return MIGResult(float(np.mean(list(gaps.values()))), gaps, m, h, skipped)
+
+
+# ================================================================================ modularity
+@dataclass
+class ModularityResult:
+    """Ridgeway & Mozer (2018) modularity: for each code unit, how much of its information is about a
+    single factor; ``score`` is the mean over units of ``per_unit``."""
+
+    score: float
+    per_unit: np.ndarray             # (D,) modularity of each code unit, 0 for a unit with no information
+    mi: np.ndarray                   # (D, K') nats, the informative factors' columns
+    skipped: list[str] = field(default_factory=list)
+
+
+def modularity_from_mi(mi: Any) -> tuple[float, np.ndarray]:
+    """(mean, per-unit) modularity of a mutual-information matrix (D units, K factors): unit j's
+    ideal row keeps only its largest entry θ_j = max_k I(z_j; v_k); with the squared deviation from that
+    template δ_j = Σ_{k ≠ argmax} I(z_j; v_k)² / (θ_j² (K − 1)), the unit scores 1 − δ_j (0 for a unit
+    with θ_j = 0). Needs K >= 2."""
+    m = np.asarray(mi, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 1:
+        raise DataError(f"modularity: needs an MI matrix (D >= 1 units, K >= 2 factors), got shape {m.shape}; "
+                        "with a single factor every unit is trivially modular.")
+    sq = m ** 2
+    top = sq.max(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (sq.sum(1) - top) / (top * (m.shape[1] - 1))
+    per_unit = np.where(top > 0, 1.0 - delta, 0.0)
+    return float(per_unit.mean()), per_unit
+
+
+def modularity(codes: Any, factors: Any, num_bins: int = NUM_BINS,
+               factor_names: Sequence[str] | None = None) -> ModularityResult:
+    """Modularity (Ridgeway & Mozer 2018, as disentanglement_lib's ``modularity_explicitness``) of
+    ``codes`` (N, D) w.r.t. ``factors`` (N, K) from the MI matrix of :func:`mutual_information_matrix`
+    (codes in ``num_bins`` histogram bins); see :func:`modularity_from_mi`. 1: every unit informs about
+    one factor at most; a unit that carries two factors equally scores 1 − 1/(K − 1). Needs >= 2
+    informative factors."""
+    c = _codes(codes, "modularity")
+    f = _factors(factors, c.shape[0], "modularity")
+    names = _names(factor_names, f.shape[1])
+    _check_bins(c.shape[0], num_bins, "modularity")
+    fd = discrete_factors(f, num_bins)
+    keep, skipped = _informative(fd, names, "modularity")
+    if len(keep) < 2:
+        raise DataError(f"modularity: needs at least 2 informative factors, got {[names[k] for k in keep]}; "
+                        "with one factor every unit is trivially modular.")
+    m = mutual_information_matrix(c, fd[:, keep], num_bins)
+    score, per_unit = modularity_from_mi(m)
+    return ModularityResult(score, per_unit, m, skipped)
+
+
+# ================================================================================ SAP
+@dataclass
+class SAPResult:
+    """Kumar et al. (2018) SAP score: ``score`` the mean over factors of ``gaps`` (top − second entry of
+    the factor's column of ``matrix``)."""
+
+    score: float
+    gaps: dict[str, float]           # per informative factor
+    matrix: np.ndarray               # (D, K') R² (continuous factor) or test accuracy (discrete factor)
+    continuous: dict[str, bool]      # how each informative factor was scored
+    skipped: list[str] = field(default_factory=list)
+
+
+SAP_SVM_C = 0.01
+
+
+def _continuous_columns(f: np.ndarray, continuous: bool | Sequence[bool] | None, num_bins: int) -> list[bool]:
+    k = f.shape[1]
+    if continuous is None:  # the factor convention of this module: integer or few-valued columns are classes
+        return [not np.issubdtype(f.dtype, np.integer) and len(np.unique(f[:, j])) > num_bins for j in range(k)]
+    if isinstance(continuous, (bool, np.bool_)):
+        return [bool(continuous)] * k
+    flags = [bool(v) for v in continuous]
+    if len(flags) != k:
+        raise ConfigError(f"continuous: {len(flags)} flags for {k} factors")
+    return flags
+
+
+def _r2(z: np.ndarray, y: np.ndarray) -> float:
+    """Squared Pearson correlation = R² of the least-squares line y ≈ a·z + b (0 for a constant z)."""
+    zc, yc = z - z.mean(), y - y.mean()
+    vz, vy = float(zc @ zc), float(yc @ yc)
+    if vz <= 1e-12 * len(z) or vy == 0.0:
+        return 0.0
+    return float((zc @ yc) ** 2 / (vz * vy))
+
+
+def _svm_accuracy(z: np.ndarray, y: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, seed: int) -> float:
+    """Test accuracy of a linear SVM on the single feature z (C = 0.01, classes weighted to balance, as
+    disentanglement_lib's SAP)."""
+    from sklearn.svm import LinearSVC
+
+    if np.ptp(z) == 0.0:  # no information in a constant unit: the balanced answer is a guess of one class
+        return float(np.mean(y_test == np.bincount(y).argmax()))
+    clf = LinearSVC(C=SAP_SVM_C, class_weight="balanced", random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # liblinear's ConvergenceWarning on one uninformative feature
+        clf.fit(z[:, None], y)
+    return float(np.mean(clf.predict(z_test[:, None]) == y_test))
+
+
+def sap(codes: Any, factors: Any, test_codes: Any = None, test_factors: Any = None,
+        continuous: bool | Sequence[bool] | None = None, train_fraction: float = 2 / 3, seed: int = 0,
+        factor_names: Sequence[str] | None = None, num_bins: int = NUM_BINS) -> SAPResult:
+    """Separated Attribute Predictability (Kumar et al. 2018, as disentanglement_lib's ``sap_score``):
+    a score for every code unit j and factor k — for a continuous factor the R² of a linear fit of v_k
+    on z_j (squared correlation, on the training rows), for a discrete factor the test accuracy of a
+    linear SVM on z_j alone (C = 0.01, balanced class weights) — then, per factor, the gap between
+    the two best units, averaged over factors. Needs D >= 2. ``continuous``: one flag for all factors
+    or one per factor; by default float columns with more than ``num_bins`` values are continuous,
+    the rest (class indices) discrete. Without test rows the first ``train_fraction`` of the rows train
+    and the rest test."""
+    c = _codes(codes, "SAP")
+    f = _factors(factors, c.shape[0], "SAP")
+    if c.shape[1] < 2:
+        raise DataError("SAP: the representation has a single unit; the gap between the two most predictive "
+                        "units is undefined (use a latent of size >= 2).")
+    c, f, ct, ft = _train_test(c, f, test_codes, test_factors, train_fraction, "SAP")
+    names = _names(factor_names, f.shape[1])
+    flags = _continuous_columns(np.concatenate([f, ft]), continuous, num_bins)
+    both = discrete_factors(np.concatenate([f, ft]), num_bins)
+    fd, ftd = both[: f.shape[0]], both[f.shape[0]:]
+    keep, skipped = _informative(fd, names, "SAP")
+    matrix = np.zeros((c.shape[1], len(keep)))
+    for i, k in enumerate(keep):
+        for j in range(c.shape[1]):
+            if flags[k]:
+                matrix[j, i] = _r2(c[:, j], f[:, k].astype(np.float64))
+            else:
+                matrix[j, i] = _svm_accuracy(c[:, j], fd[:, k], ct[:, j], ftd[:, k], seed)
+    top = np.sort(matrix, axis=0)[::-1]
+    gaps = {names[k]: float(top[0, i] - top[1, i]) for i, k in enumerate(keep)}
+    return SAPResult(float(np.mean(list(gaps.values()))), gaps, matrix, {names[k]: flags[k] for k in keep}, skipped)
 
 
 # ================================================================================ sources of fixed-factor batches
@@ -446,17 +605,7 @@ def dci(codes: Any, factors: Any, test_codes: Any = None, test_factors: Any = No
     ``train_fraction`` of the rows train and the rest test."""
     c = _codes(codes, "DCI")
     f = _factors(factors, c.shape[0], "DCI")
-    if test_codes is None:
-        check(0 < train_fraction < 1, "train_fraction", f"must be in (0, 1), got {train_fraction}")
-        n_tr = int(math.ceil(c.shape[0] * train_fraction))
-        c, ct, f, ft = c[:n_tr], c[n_tr:], f[:n_tr], f[n_tr:]
-    else:
-        ct = _codes(test_codes, "DCI (test codes)")
-        ft = _factors(test_factors, ct.shape[0], "DCI (test factors)")
-        if ct.shape[1] != c.shape[1] or ft.shape[1] != f.shape[1]:
-            raise DataError("DCI: train and test codes/factors must have the same number of columns")
-    if c.shape[0] < 2 or ct.shape[0] < 1:
-        raise DataError(f"DCI: needs >= 2 training and >= 1 test rows, got {c.shape[0]} and {ct.shape[0]}")
+    c, f, ct, ft = _train_test(c, f, test_codes, test_factors, train_fraction, "DCI")
     both = discrete_factors(np.concatenate([f, ft]), num_bins)
     fd, ftd = both[: f.shape[0]], both[f.shape[0]:]
     names = _names(factor_names, f.shape[1])
@@ -622,7 +771,7 @@ def factor_vae_score_of_model(model: Any, data: Any, num_train: int = NUM_TRAIN,
     return _factor_vae(src, d, keep, skipped, num_train, num_eval, batch_size, num_variance, prune_std, seed)
 
 
-METRICS = ("mig", "beta_vae", "factor_vae", "dci", "covariance")
+METRICS = ("mig", "beta_vae", "factor_vae", "dci", "sap", "modularity", "covariance")
 
 
 def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] = METRICS, num_train: int = NUM_TRAIN,
@@ -633,9 +782,11 @@ def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] =
                            seed: int = 0) -> dict[str, float]:
     """Every requested score of ``model`` on ``datamodule``'s factors, as flat floats for logging:
     ``mig``, ``beta_vae_score``, ``factor_vae_score``, ``dci_disentanglement``, ``dci_completeness``,
-    ``dci_informativeness``, ``covariance_metric`` (this one needs :class:`~xgen.protocols.Encodes`
-    and is skipped with a warning for a model without a posterior, e.g. InfoGAN). MIG and DCI use
-    ``num_train`` fresh random points (DCI tests on ``num_eval`` more). For ``xgen eval``."""
+    ``dci_informativeness``, ``sap_score`` (+ ``sap_<factor>``), ``modularity_score``,
+    ``covariance_metric`` (this one needs :class:`~xgen.protocols.Encodes`
+    and is skipped with a warning for a model without a posterior, e.g. InfoGAN). MIG, modularity, DCI
+    and SAP use ``num_train`` fresh random points (DCI and SAP test on ``num_eval`` more). Per-factor
+    keys carry the data module's ``factor_names``. For ``xgen eval`` and the callback."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ConfigError(f"metrics: unknown {unknown}; choose from {list(METRICS)}")
@@ -645,9 +796,9 @@ def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] =
         require(model, Embeds, "the disentanglement metrics")
         data = _factor_data(datamodule, "the disentanglement metrics")
         names = _names_of(data)
-        if "mig" in metrics or "dci" in metrics:
+        if {"mig", "dci", "sap", "modularity"} & set(metrics):
             g = torch.Generator().manual_seed(seed + 3)
-            n = int(num_train) + (int(num_eval) if "dci" in metrics else 0)
+            n = int(num_train) + (int(num_eval) if {"dci", "sap"} & set(metrics) else 0)
             f = np.asarray(data.sample_factors(n, g), dtype=np.int64)
             c = codes_of_model(model, data.images_from_factors(torch.from_numpy(f)))
             with warnings.catch_warnings():
@@ -662,6 +813,13 @@ def disentanglement_scores(model: Any, datamodule: Any, metrics: Sequence[str] =
                             num_bins=num_bins)
                     out.update(dci_disentanglement=d.disentanglement, dci_completeness=d.completeness,
                                dci_informativeness=d.informativeness)
+                if "sap" in metrics:
+                    s = sap(c[:num_train], f[:num_train], c[num_train:], f[num_train:], seed=seed, factor_names=names,
+                            num_bins=num_bins)
+                    out["sap_score"] = s.score
+                    out.update({f"sap_{k}": v for k, v in s.gaps.items()})
+                if "modularity" in metrics:
+                    out["modularity_score"] = modularity(c[:num_train], f[:num_train], num_bins, names).score
         if "beta_vae" in metrics:
             out["beta_vae_score"] = beta_vae_score_of_model(model, data, num_train, num_eval, batch_size, seed,
                                                             pool_size).score

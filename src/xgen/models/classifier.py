@@ -15,6 +15,7 @@ from torch import nn
 
 from xgen.errors import check
 from xgen.models.base import StepModule, build_net, check_optim, plain
+from xgen.models.inference import inference
 from xgen.nets.classifier import ThesisCNN
 
 NetSpec = nn.Module | Mapping | None
@@ -54,6 +55,7 @@ class Classifier(StepModule):
         """Logits (B, num_classes) of images in [0, 1]."""
         return self.net(x)
 
+    @inference
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations (B, num_features): the FID feature space."""
         return self.net.features(x)

@@ -21,6 +21,7 @@ from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
 from xgen.models.base import SafeLoad, TrainLog, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.inference import inference
 from xgen.models.step import adversarial_step
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
@@ -165,11 +166,13 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
         """n generator inputs from the prior, on this module's device."""
         return self.latent.sample(n, generator=generator, device=self.device)
 
+    @inference
     def generate(self, n_or_latent: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in ``value_range``: ``generate(64)`` or ``generate(latent)``."""
         latent = self.sample_latent(n_or_latent, generator) if isinstance(n_or_latent, int) else n_or_latent
         return self.generator(latent.to(self.device))
 
+    @inference
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The generator applied to a latent (B, latent.dim): images in ``value_range``."""
         return self.generator(z.to(self.device))

@@ -23,6 +23,7 @@ from xgen.losses import info_terms
 from xgen.metrics.clustering import cluster_accuracy
 from xgen.models.base import plain
 from xgen.models.gan import GAN, NetSpec, build, plain_latent
+from xgen.models.inference import inference
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator
 from xgen.nets.infogan import QHead
 
@@ -154,10 +155,11 @@ class InfoGAN(GAN):
         logits, _, _ = self.q(features)
         return logits[self.eval_code if code is None else code].argmax(1)
 
+    @inference
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Q read on images, in the latent's code layout: the softmax probabilities of each categorical
         code, then the means of the continuous codes (B, latent.code_dim). Q does not infer the noise.
-        Call in eval mode (BatchNorm in D) and under ``torch.no_grad()`` unless gradients are wanted."""
+        Call in eval mode (BatchNorm in D); gradients only with ``grad=True`` or images that require grad."""
         _, features = self.discriminator(x)
         logits, mean, _ = self.q(features)
         return torch.cat([torch.softmax(lg, 1) for lg in logits] + [mean], dim=1)

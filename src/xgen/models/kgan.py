@@ -46,6 +46,7 @@ from xgen.latent import Codes, LatentSpec
 from xgen.losses import discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.models.base import SafeLoad, TrainLog, agree_value_range, plain, record_class, verify_checkpoint
 from xgen.models.gan import GAN, NetSpec, build, check_game
+from xgen.models.inference import inference
 from xgen.models.step import adversarial_step
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
 from xgen.optim import adam
@@ -354,6 +355,7 @@ class KGAN(SafeLoad, TrainLog, L.LightningModule):
             return torch.zeros(latent.shape[0], dtype=torch.long, device=latent.device)
         return self.latent.split(latent).categorical[:, 0]
 
+    @inference
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in ``value_range`` from latents (B, noise + k): each row by the member its code names."""
         z = z.to(self.device)
@@ -372,11 +374,13 @@ class KGAN(SafeLoad, TrainLog, L.LightningModule):
                 out[m] = y
         return out
 
+    @inference
     def generate(self, n_or_latent: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in ``value_range``: ``generate(64)`` or ``generate(latent)``."""
         latent = self.sample_latent(n_or_latent, generator) if isinstance(n_or_latent, int) else n_or_latent
         return self.decode(latent)
 
+    @inference
     def generate_member(self, j: int, n_or_noise: int | torch.Tensor,
                         generator: torch.Generator | None = None) -> torch.Tensor:
         """Images of member ``j`` alone (for per-generator figures)."""

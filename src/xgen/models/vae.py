@@ -20,6 +20,7 @@ from xgen.latent import LatentSpec
 from xgen.losses import LIKELIHOODS
 from xgen.metrics.mmd import KERNELS, mmd
 from xgen.models.base import StepModule, build_net, check_optim, plain
+from xgen.models.inference import inference
 from xgen.nets.vae import ConvDecoder, ConvEncoder
 from xgen.protocols import Posterior
 
@@ -71,23 +72,28 @@ class VAE(StepModule):
                                  latent_dim=self.latent_dim)
 
     # ------------------------------------------------------------------ the model (xgen.protocols)
+    @inference
     def encode(self, x: torch.Tensor) -> Posterior:
         """q(z|x) as a :class:`~xgen.protocols.Posterior` (mean, log-variance); unpacks as a tuple."""
         mu, logvar = self.encoder(x)
         return Posterior(mu, logvar)
 
+    @inference
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The representation disentanglement metrics score: the posterior mean (B, latent_dim)."""
         return self.encoder(x)[0]
 
+    @inference
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's raw output (the likelihood's parameters before the sigmoid)."""
         return self.decoder(z)
 
+    @inference
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean image E[x|z] in the data's value range."""
         return torch.sigmoid(self.decoder(z))
 
+    @inference
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean of x."""
         return self.decode(self.encoder(x)[0])
@@ -98,6 +104,7 @@ class VAE(StepModule):
 
     sample_prior = sample_latent  # the name of earlier releases
 
+    @inference
     def generate(self, latent_or_n: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images from the prior: ``generate(64)`` or ``generate(z)``."""
         z = self.sample_latent(latent_or_n, generator) if isinstance(latent_or_n, int) else latent_or_n.to(self.device)
