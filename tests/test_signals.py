@@ -25,7 +25,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 path, how = sys.argv[1], sys.argv[2]
 io = TorchCheckpointIO()
 for i in range(10**6):
-    ck = {"state_dict": {"w": torch.full((4_000_000,), float(i))}, "i": i}
+    ck = {"state_dict": {"w": torch.full((4_000_000,), float(i))}, "epoch": i}
     add_digest(ck)
     atomic_torch_save(ck, path) if how == "atomic" else io.save_checkpoint(ck, path)
     print(i, flush=True)

@@ -247,7 +247,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
         from xgen.resume import check_checkpoint_matches
 
-        check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
+        try:
+            check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
+        except XgenError as e:
+            e.before_first_step = True
+            raise
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # a job killed without a word (SIGKILL, OOM, node failure) is continued on re-launch from this mark
