@@ -97,8 +97,47 @@ _TOP = {"seed": (int, type(None)), "test": (bool,), "skip_completed": (bool,), "
         "task_name": (str,), "ckpt_path": (str, type(None))}
 
 
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+          list: "a list", tuple: "a list", dict: "a mapping"}
+
+
 def _tname(ann: Any) -> str:
+    """A type annotation in words: ``Optional[int]`` -> "an integer or null", ``Sequence[float]`` -> "a list of
+    numbers", ``Literal['a', 'b']`` -> "one of a, b"."""
+    import collections.abc as cabc
+
+    if ann in _WORDS:
+        return _WORDS[ann]
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Union or type(ann).__name__ == "UnionType":
+        parts = [_tname(a) for a in args if a is not type(None)] + (["null"] if type(None) in args else [])
+        return " or ".join(dict.fromkeys(parts))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (list, tuple, cabc.Sequence, cabc.Iterable):
+        inner = [a for a in args if a is not Ellipsis]
+        if inner and inner[0] in _WORDS:
+            word = _WORDS[inner[0]].replace("an integer", "integers").replace("a number", "numbers").replace(
+                "a string", "strings").replace("true or false", "booleans")
+            return f"a list of {word}"
+        return "a list"
+    if origin in (dict, cabc.Mapping):
+        return "a mapping"
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
+def closest(name: str, options: Any, n: int = 3) -> list[str]:
+    """The options nearest to a mistyped ``name`` (for "did you mean ...?")."""
+    import difflib
+
+    opts = [str(o) for o in options]
+    found = difflib.get_close_matches(name, opts, n=n, cutoff=0.6)
+    return found or [o for o in opts if o.startswith(name) or name.startswith(o)][:n]
+
+
+def did_you_mean(name: str, options: Any) -> str:
+    near = closest(name, options)
+    return f"; did you mean {' or '.join(near)}?" if near else ""
 
 
 def fits(value: Any, ann: Any) -> bool:
@@ -178,8 +217,9 @@ def check_against_signature(section: Mapping, cls: type, key: str, injected: tup
         if k not in params:
             if var_kw:
                 continue
-            choices = ", ".join(n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
-            raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}; valid keys: {choices}")
+            names = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            near = did_you_mean(k, names)
+            raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}" + (near or f"; valid keys: {', '.join(names)}"))
         ann = hints.get(k, params[k].annotation)
         if isinstance(v, dict) and "_target_" in v:  # a nested config (a network): its own signature
             from xgen.safety import _locate, target_allowed
@@ -441,7 +481,35 @@ def _override_key(o: str) -> str:
     return o.split("=", 1)[0].strip().lstrip("+~")
 
 
-def hydra_error(e: BaseException, overrides: list[str]) -> ConfigError:
+def _near_keys(key: str, cfg: Any) -> list[str]:
+    """Existing keys of ``cfg`` close to a mistyped dotted ``key`` (same parent first, then anywhere)."""
+    from omegaconf import OmegaConf
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    except Exception:
+        return []
+    parent, _, last = key.rpartition(".")
+    node = plain
+    for part in parent.split(".") if parent else []:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        near = closest(last, [k for k in node if isinstance(k, str)])
+        if near:
+            return [f"{parent}.{n}" if parent else n for n in near]
+    flat: list[str] = []
+
+    def walk(n: Any, prefix: str) -> None:
+        if isinstance(n, dict) and len(flat) < 5000:
+            for k, v in n.items():
+                flat.append(f"{prefix}{k}")
+                walk(v, f"{prefix}{k}.")
+
+    walk(plain, "")
+    return closest(key, flat)
+
+
+def hydra_error(e: BaseException, overrides: list[str], cfg: Any = None) -> ConfigError:
     """One ConfigError naming the override key for a Hydra composition error (unknown key, unknown
     group option, bad override syntax)."""
     import re
@@ -456,10 +524,18 @@ def hydra_error(e: BaseException, overrides: list[str]) -> ConfigError:
         group, name = m.group(1), m.group(2)
         avail = re.findall(r"^\s*(\S+)\s*$", msg.split("Available options", 1)[-1], re.M) if "Available" in msg else []
         avail = [a for a in avail if not a.endswith(":") and "'" not in a]
-        return ConfigError(f"{group}: unknown option {name!r}" + (f"; choose one of {', '.join(avail)}" if avail else ""))
+        return ConfigError(f"{group}: unknown option {name!r}{did_you_mean(name, avail)}"
+                           + (f" (choose one of {', '.join(avail)})" if avail else ""))
+    if "No match in the defaults list" in msg:  # an unknown config group (modle=vae)
+        k = named[0] if named else ", ".join(keys)
+        near = did_you_mean(k, GROUPS + ("model/net", "model/latent", "hydra/launcher", "hydra/sweeper"))
+        return ConfigError(f"{k}: not a config group{near}" + ("" if near else f" (groups: {', '.join(GROUPS)})"))
     if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
         k = named[0] if named else ", ".join(keys)
-        return ConfigError(f"{k}: not a key of this config ({first}). New keys need a leading '+', e.g. +{k}=...")
+        near = _near_keys(k, cfg) if cfg is not None else []
+        if near:
+            return ConfigError(f"{k}: not a key of this config; did you mean {' or '.join(near)}?")
+        return ConfigError(f"{k}: not a key of this config ({first}). To add a new key write +{k}=...")
     k = named[0] if named else ", ".join(keys)
     return ConfigError(f"{k}: {first}")
 
@@ -524,8 +600,11 @@ def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
         except XgenError:
             raise
         except Exception as e:
-            raise ConfigError(f"{key}: not a key of this config ({' '.join(str(e).split())[:200]}). New keys need "
-                              f"a leading '+', e.g. +{key}=...") from None
+            near = _near_keys(key, cfg)
+            if near:
+                raise ConfigError(f"{key}: not a key of this config; did you mean {' or '.join(near)}?") from None
+            raise ConfigError(f"{key}: not a key of this config ({' '.join(str(e).split())[:200]}). To add a new "
+                              f"key write +{key}=...") from None
     return cfg
 
 
