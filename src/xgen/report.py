@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from xgen.errors import ConfigError
-from xgen.rundir import RunDir
+from xgen.rundir import RunDir, check_write_target, is_inside
 
 DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
                    "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
@@ -87,22 +87,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    """``path`` (resolved, links followed) lies in ``folder`` (resolved)."""
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 # ----------------------------------------------------------------------------- reading a run's files
 def _readable(f: Path, root: Path, problems: Problems) -> bool:
     """``f`` is a regular file inside ``root`` (a link to elsewhere is not read: its content would land
     in the report)."""
     if not f.is_file():
         return False
-    if not _inside(f, root):
+    if not is_inside(f, root):
         problems.add(f, None, f"a link to {printable(str(f.resolve()))}, outside {printable(str(root))}; not read")
         return False
     return True
@@ -268,7 +259,7 @@ def find_jobs(root: Path) -> list[Path]:
 def _model_name(run: RunDir, root: Path) -> str | None:
     """The model class a job trained (the last part of config.yaml's ``model._target_``), or None."""
     try:
-        if not (run.config_file.is_file() and _inside(run.config_file, root)):
+        if not (run.config_file.is_file() and is_inside(run.config_file, root)):
             return None
         target = run.config().model.get("_target_")
     except Exception:  # unreadable config: the row just has no model name
@@ -513,26 +504,18 @@ def output_folder(root: Path, out: str | Path | None) -> Path:
     refused. An ``--out`` elsewhere is the user's own choice."""
     folder = Path(out) if out else root
     if not out or Path(os.path.abspath(folder)).is_relative_to(os.path.abspath(root)):
-        real = folder.resolve()
-        if not _inside(real, root):
-            raise ConfigError(f"{printable(str(folder))}: leads to {printable(str(real))}, outside "
-                              f"{printable(str(root))} (a symbolic link); refusing to write there. Remove the "
-                              "link, or pass --out with a folder of your own.")
+        check_write_target(folder, root, "--out" if out else "")
     return folder
 
 
 def write_outputs(out: Path, files: dict[str, bytes]) -> None:
     """Write ``{name: bytes}`` into ``out``: first every name is checked (a symbolic link there that
     leads out of ``out`` refuses the whole report, before anything is written), then each file goes to
-    a new temporary file in ``out`` that is renamed over the name, so a link is replaced, never
-    followed."""
+    a new temporary file in ``out`` (``O_EXCL``) that is renamed over the name, so a link is replaced,
+    never followed."""
     out.mkdir(parents=True, exist_ok=True)
     for name in files:
-        p = out / name
-        if p.is_symlink() and not _inside(p, out):
-            raise ConfigError(f"{printable(str(p))}: a symbolic link to {printable(str(p.resolve()))}, outside "
-                              f"{printable(str(out))}; refusing to write through it. Remove the link (or pass --out "
-                              "with a folder of your own).")
+        check_write_target(out / name, out)
     for name, data in files.items():
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
         try:
