@@ -6,21 +6,249 @@ directory (or ``out``): ``report.csv``, ``report.md`` and PNG plots — each cho
 every swept numeric hyperparameter, and the per-epoch curves of every job (``curves.png``, one panel
 per logged key, each panel with its own legend; a job keeps its colour in every panel). The command
 line is :mod:`xgen.cli.report`.
+
+A run directory may come from someone else, so nothing in it is trusted (docs/hardening.md, "Reports"):
+cells a spreadsheet would evaluate are prefixed with ``'`` in report.csv, text in report.md is
+HTML- and Markdown-escaped, a malformed ``metrics.csv`` row or ``summary.json`` field is skipped with a
+warning naming the file and line (:class:`Problems`), and every output is written to a new file that
+replaces its name, never through a symbolic link that leads out of the output folder.
 """
 
 from __future__ import annotations
 
 import csv
+import html
+import io
+import itertools
+import json
+import math
+import os
+import re
+import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
 from xgen.errors import ConfigError
-from xgen.rundir import RunDir
+from xgen.rundir import RunDir, check_write_target, is_inside
 
 DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
                    "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
 CURVE_KEYS = ("val/nelbo", "val/fid", "train/loss_d_epoch", "train/loss_g_epoch", "train/loss_epoch",
               "val/loss")
+
+MAX_ROW_BYTES = 64 * 1024          # a metrics.csv row longer than this is skipped
+MAX_FILE_BYTES = 64 * 1024 * 1024  # read at most this much of one metrics.csv or summary.json
+MAX_TEXT = 1000                    # characters kept of one status / override / error text
+MAX_PLOTS = 60                     # metric-vs-hyperparameter plots written at most
+MAX_PROBLEMS_PER_FILE = 10         # warnings printed per file (then a count of the rest)
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP: a cell a spreadsheet may evaluate
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()|~])")  # Markdown punctuation that may start markup inside a cell
+BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+class Problems:
+    """Warnings about input that was left out, each ``file:line: what`` (at most
+    :data:`MAX_PROBLEMS_PER_FILE` per file, then one line with the count of the rest)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._count: dict[str, int] = {}
+
+    def add(self, path: Path | str, line: int | None, message: str) -> None:
+        where = printable(str(path))
+        n = self._count[where] = self._count.get(where, 0) + 1
+        if n <= MAX_PROBLEMS_PER_FILE:
+            self._lines.append(f"{where}:{line}: {message}" if line else f"{where}: {message}")
+
+    @property
+    def lines(self) -> list[str]:
+        more = [f"{w}: {n - MAX_PROBLEMS_PER_FILE} more problems not shown" for w, n in self._count.items()
+                if n > MAX_PROBLEMS_PER_FILE]
+        return self._lines + more
+
+
+def printable(s: str) -> str:
+    """``s`` without control characters (terminal escapes, bidi overrides): tabs and line breaks become
+    spaces, the others U+FFFD."""
+    return "".join(" " if ch in "\t\n\r" else "\ufffd" if unicodedata.category(ch) == "Cc" or ch in BIDI else ch
+                   for ch in s)
+
+
+def excerpt(v: Any, n: int = 40) -> str:
+    """A short quoted form of a bad value for a warning (control characters escaped by repr)."""
+    s = repr(v[:n] + "..." if isinstance(v, str) and len(v) > n else v)
+    return s if len(s) <= 2 * n else s[:2 * n] + "..."
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------- reading a run's files
+def _readable(f: Path, root: Path, problems: Problems) -> bool:
+    """``f`` is a regular file inside ``root`` (a link to elsewhere is not read: its content would land
+    in the report)."""
+    if not f.is_file():
+        return False
+    if not is_inside(f, root):
+        problems.add(f, None, f"a link to {printable(str(f.resolve()))}, outside {printable(str(root))}; not read")
+        return False
+    return True
+
+
+def _line_of(text: str, key: str) -> int:
+    """The line of ``text`` (JSON) where ``key`` first appears as a key (1 when not found)."""
+    i = text.find(json.dumps(key) + ":")
+    if i < 0:
+        i = text.find(json.dumps(key))
+    return text.count("\n", 0, i) + 1 if i >= 0 else 1
+
+
+def read_summary(run: RunDir, root: Path, problems: Problems) -> dict[str, Any] | None:
+    """A job's summary.json with every field checked: None when there is none; ``{"status": "corrupt
+    summary.json"}`` when it is not UTF-8 JSON; a field of the wrong type is left out. Each problem is
+    reported with the file and line."""
+    p = run.summary_file
+    if not _readable(p, root, problems):
+        return None
+    corrupt = {"status": "corrupt summary.json"}
+    with open(p, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        problems.add(p, None, f"larger than {MAX_FILE_BYTES} bytes; not read")
+        return corrupt
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.add(p, raw.count(b"\n", 0, e.start) + 1, f"not UTF-8 (byte 0x{raw[e.start]:02x}); not read")
+        return corrupt
+    try:
+        s = json.loads(text)
+    except json.JSONDecodeError as e:
+        problems.add(p, e.lineno, f"not valid JSON ({e.msg} at column {e.colno}); the job is listed as corrupt")
+        return corrupt
+    except RecursionError:
+        problems.add(p, None, "nested deeper than the JSON parser reads; the job is listed as corrupt")
+        return corrupt
+    if not isinstance(s, dict):
+        problems.add(p, 1, f"not a JSON object but a {type(s).__name__}; the job is listed as corrupt")
+        return corrupt
+    return _checked_summary(s, p, text, problems)
+
+
+def _checked_summary(s: dict, p: Path, text: str, problems: Problems) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def bad(key: str, what: str, value: Any) -> None:
+        problems.add(p, _line_of(text, key.split(".", 1)[0]), f"{key}: {what} ({excerpt(value)}); left out")
+
+    for key in ("status", "error"):
+        v = s.get(key)
+        if v is None:
+            continue
+        if isinstance(v, str):
+            out[key] = v[:MAX_TEXT]
+        else:
+            bad(key, "not a string", v)
+    if "status" in s and "status" not in out:
+        out["status"] = "corrupt summary.json"
+    v = s.get("wall_time_s")
+    if v is not None:
+        if _is_number(v):
+            out["wall_time_s"] = float(v)
+        else:
+            bad("wall_time_s", "not a number", v)
+    v = s.get("overrides")
+    if v is not None:
+        if not isinstance(v, list):
+            bad("overrides", "not a list", v)
+        else:
+            out["overrides"] = []
+            for o in v:
+                if isinstance(o, str) and len(o) <= MAX_TEXT:
+                    out["overrides"].append(o)
+                else:
+                    bad("overrides", "not a string" if not isinstance(o, str) else f"longer than {MAX_TEXT}", o)
+    v = s.get("metrics")
+    if v is not None:
+        if not isinstance(v, dict):
+            bad("metrics", "not an object", v)
+        else:
+            out["metrics"] = {}
+            for k, m in v.items():
+                if _is_number(m):
+                    out["metrics"][k] = float(m)
+                else:
+                    problems.add(p, _line_of(text, k), f"metrics.{printable(k)[:80]}: not a number ({excerpt(m)}); left out")
+    return out
+
+
+def read_metrics_csv(path: Path, problems: Problems) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a CSV logger's metrics.csv as (line number, {column: text}). A row longer than
+    :data:`MAX_ROW_BYTES`, with another number of fields than the header, or that the csv module
+    refuses is skipped; bytes that are not UTF-8 are replaced (U+FFFD); each with a warning. At most
+    :data:`MAX_FILE_BYTES` are read. One physical line is one row (the logger writes no quoted line
+    breaks)."""
+    rows: list[tuple[int, dict[str, str]]] = []
+    header: list[str] | None = None
+    total = 0
+    with open(path, "rb") as f:
+        for lineno in itertools.count(1):
+            raw = f.readline(MAX_ROW_BYTES + 1)
+            if not raw:
+                break
+            total += len(raw)
+            if len(raw) > MAX_ROW_BYTES:  # skip the rest of this line, reading it in bounded pieces
+                n = len(raw)
+                while not raw.endswith(b"\n") and total <= MAX_FILE_BYTES:
+                    raw = f.readline(MAX_ROW_BYTES + 1)
+                    if not raw:
+                        break
+                    n += len(raw)
+                    total += len(raw)
+                n -= raw.endswith(b"\n")
+                problems.add(path, lineno, f"row of {n} bytes, longer than {MAX_ROW_BYTES}; skipped")
+                if header is None:
+                    return rows
+                continue
+            if total > MAX_FILE_BYTES:
+                problems.add(path, lineno, f"the file is larger than {MAX_FILE_BYTES} bytes; the rest is not read")
+                break
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                text = raw.decode("utf-8", "replace")
+                problems.add(path, lineno, f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                             "read with U+FFFD in its place")
+            try:
+                fields = next(csv.reader([text]), [])
+            except csv.Error as e:
+                problems.add(path, lineno, f"not a CSV row ({e}); skipped")
+                continue
+            if not fields:
+                continue
+            if header is None:
+                header = fields
+                continue
+            if len(fields) != len(header):
+                problems.add(path, lineno, f"{len(fields)} fields, the header has {len(header)}; skipped")
+                continue
+            rows.append((lineno, dict(zip(header, fields))))
+    return rows
+
+
+def _float(text: str | None, path: Path, lineno: int, key: str, problems: Problems) -> float | None:
+    """A logged value as a float; None for an empty cell; a warning and None for anything else."""
+    if text in (None, ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        problems.add(path, lineno, f"{printable(key)[:80]}: not a number ({excerpt(text)}); skipped")
+        return None
 
 
 def find_jobs(root: Path) -> list[Path]:
@@ -28,39 +256,46 @@ def find_jobs(root: Path) -> list[Path]:
     return [r.path for r in RunDir.find(root)]
 
 
-def _model_name(run: RunDir) -> str | None:
+def _model_name(run: RunDir, root: Path) -> str | None:
     """The model class a job trained (the last part of config.yaml's ``model._target_``), or None."""
     try:
-        target = run.config().model.get("_target_") if run.config_file.is_file() else None
+        if not (run.config_file.is_file() and is_inside(run.config_file, root)):
+            return None
+        target = run.config().model.get("_target_")
     except Exception:  # unreadable config: the row just has no model name
         return None
-    return str(target).rsplit(".", 1)[-1] if target else None
+    return str(target).rsplit(".", 1)[-1][:MAX_TEXT] if target else None
 
 
 def _number(v: str) -> float | str:
+    """An override's value: a finite float when it is one, else the text."""
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
         return v
+    return f if math.isfinite(f) else v
 
 
-def collect(root: Path) -> list[dict[str, Any]]:
+def collect(root: Path, problems: Problems | None = None) -> list[dict[str, Any]]:
     """One dict per job: id, dir, model, status, wall_time_s, error, overrides, params {key: value},
-    metrics {key: value}."""
+    metrics {key: value}. Malformed summary.json fields are left out, with a warning in ``problems``."""
+    problems = Problems() if problems is None else problems
+    root = Path(root)
     rows = []
     for run in RunDir.find(root):
-        summary = run.read_summary()
-        overrides = run.overrides(summary)
+        summary = read_summary(run, root, problems)
+        overrides = [o for o in run.overrides(summary or {"status": "none"})  # never re-read summary.json
+                     if len(o) <= MAX_TEXT]
         params = {}
         for o in overrides:
             if "=" in o:
                 k, v = o.split("=", 1)
                 params[k.lstrip("+~")] = _number(v)
-        status = (summary or {}).get("status", "running or killed")
-        rows.append({"id": run.name, "dir": str(run.path), "model": _model_name(run), "status": status,
-                     "overrides": overrides, "wall_time_s": (summary or {}).get("wall_time_s"),
-                     "error": (summary or {}).get("error"), "params": params,
-                     "metrics": (summary or {}).get("metrics", {})})
+        summary = summary or {}
+        rows.append({"id": run.name, "dir": str(run.path), "model": _model_name(run, root),
+                     "status": summary.get("status", "running or killed"), "overrides": overrides,
+                     "wall_time_s": summary.get("wall_time_s"), "error": summary.get("error"), "params": params,
+                     "metrics": summary.get("metrics", {}), "root": str(root)})
     return rows
 
 
@@ -88,40 +323,82 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_tables(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> tuple[Path, Path]:
+# ----------------------------------------------------------------------------- safe cells and labels
+def csv_cell(v: Any) -> Any:
+    """A report.csv cell a spreadsheet shows and never evaluates: numbers stay numbers; text starting
+    with = + - @ tab or carriage return (after any spaces) gets a leading ``'`` (OWASP's CSV-injection
+    rule), unless it is a plain number such as ``-0.5``."""
+    if v is None:
+        return ""
+    if _is_number(v):
+        return v
+    s = str(v)
+    if s.lstrip(" ")[:1] in FORMULA_START and not PLAIN_NUMBER.fullmatch(s):
+        return "'" + s
+    return s
+
+
+def md_cell(v: Any) -> str:
+    """A report.md table cell that renders as its text: HTML special characters as entities, Markdown
+    punctuation backslash-escaped (no link, image, code or emphasis), no control characters."""
+    return MD_SPECIAL.sub(r"\\\1", html.escape(printable(_fmt(v))))
+
+
+def plot_label(v: Any, n: int = 80) -> str:
+    """Text for a matplotlib label or legend: ``$`` escaped (no mathtext), no control characters,
+    at most ``n`` characters."""
+    s = printable(str(v))
+    return (s[:n] + "..." if len(s) > n else s).replace("$", r"\$")
+
+
+def _file_part(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", s)[:60]
+
+
+def tables(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> tuple[bytes, bytes]:
+    """The contents of report.csv and report.md."""
     axes = swept_keys(rows)
     header = ["id", *axes, "status", *metrics, "wall_time_s", "overrides", "error"]
     table = []
     for r in rows:
         table.append([r["id"], *[r["params"].get(k, "") for k in axes], r["status"],
                       *[r["metrics"].get(m) for m in metrics], r["wall_time_s"], " ".join(r["overrides"]),
-                      (r["error"] or "").splitlines()[0][:200] if r["error"] else ""])
-    csv_path, md_path = out / "report.csv", out / "report.md"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(table)
+                      (r["error"] or "").splitlines()[0][:200] if (r["error"] or "").strip() else ""])
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([csv_cell(h) for h in header])
+    w.writerows([[csv_cell(c) for c in row] for row in table])
     md_header = [h for h in header if h not in ("overrides",)]
     idx = [header.index(h) for h in md_header]
-    lines = ["| " + " | ".join(md_header) + " |", "|" + "---|" * len(md_header)]
+    lines = ["| " + " | ".join(map(md_cell, md_header)) + " |", "|" + "---|" * len(md_header)]
     for row in table:
-        cells = [_fmt(row[i]).replace("|", "\\|") for i in idx]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(md_cell(row[i]) for i in idx) + " |")
     n_ok = sum(r["status"] == "completed" for r in rows)
-    md_path.write_text(f"# Sweep report: {out}\n\n{len(rows)} jobs, {n_ok} completed, "
-                       f"{len(rows) - n_ok} not completed.\n\n" + "\n".join(lines) + "\n")
-    return csv_path, md_path
+    md = (f"# Sweep report: {md_cell(out)}\n\n{len(rows)} jobs, {n_ok} completed, "
+          f"{len(rows) - n_ok} not completed.\n\n" + "\n".join(lines) + "\n")
+    return buf.getvalue().encode(), md.encode()
 
 
-def plot_metric_vs_params(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> list[Path]:
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def metric_vs_param_pngs(rows: Sequence[dict[str, Any]], metrics: Sequence[str],
+                         problems: Problems | None = None) -> dict[str, bytes]:
     """For each swept numeric hyperparameter and metric: the metric against it, one line per value of
-    the other swept keys (log x when the values span more than two decades)."""
+    the other swept keys (log x when the values span more than two decades). {file name: PNG bytes};
+    at most :data:`MAX_PLOTS`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
+    figs: dict[str, bytes] = {}
     ok = [r for r in rows if r["status"] == "completed"]
     axes = swept_keys(rows)
     for key in axes:
@@ -137,25 +414,29 @@ def plot_metric_vs_params(rows: Sequence[dict[str, Any]], out: Path, metrics: Se
                     groups.setdefault(label, []).append((r["params"][key], r["metrics"][m]))
             if not groups:
                 continue
+            name = f"plot_{_file_part(m.replace('/', '_'))}_vs_{_file_part(key.replace('/', '_').replace('.', '_'))}.png"
+            if name in figs:
+                continue
+            if len(figs) == MAX_PLOTS:
+                if problems is not None:
+                    problems.add(rows[0]["root"] if rows else "", None, f"more than {MAX_PLOTS} plots; the rest are not drawn")
+                return figs
             fig, ax = plt.subplots(figsize=(6, 4))
             for label, pts in sorted(groups.items()):
                 pts.sort()
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=plot_label(label))
             xs = [v for v in vals if v > 0]
             if xs and len(xs) == len(vals) and max(xs) / min(xs) > 100:
                 ax.set_xscale("log")
-            ax.set_xlabel(key)
-            ax.set_ylabel(m)
-            ax.set_title(f"{m} vs {key}")
+            ax.set_xlabel(plot_label(key))
+            ax.set_ylabel(plot_label(m))
+            ax.set_title(plot_label(f"{m} vs {key}"))
             if len(groups) > 1:
                 ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
             fig.tight_layout()
-            p = out / f"plot_{m.replace('/', '_')}_vs_{key.replace('/', '_').replace('.', '_')}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            paths.append(p)
-    return paths
+            figs[name] = _png(fig)
+    return figs
 
 
 def curve_label(row: dict[str, Any], axes: Sequence[str]) -> str:
@@ -168,29 +449,34 @@ def curve_label(row: dict[str, Any], axes: Sequence[str]) -> str:
 MAX_LEGEND = 12  # a panel with more lines than this gets no legend (it would cover the curves)
 
 
-def curves_figure(rows: Sequence[dict[str, Any]]):
+def curves_figure(rows: Sequence[dict[str, Any]], problems: Problems | None = None):
     """The per-epoch curves of every job from its metrics.csv, one panel per logged key of
     :data:`CURVE_KEYS`; each panel has a legend of its own jobs and a job keeps its colour across
-    panels. None when no job logged any of those keys."""
+    panels. None when no job logged any of those keys. Malformed rows are skipped (``problems``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    problems = Problems() if problems is None else problems
     series: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
         f = RunDir(r["dir"]).metrics_csv
-        if not f.is_file():
+        if not _readable(f, Path(r.get("root", r["dir"])), problems):
             continue
-        with open(f, newline="") as fh:
-            for line in csv.DictReader(fh):
-                for k in CURVE_KEYS:
-                    if line.get(k) not in (None, "") and line.get("epoch") not in (None, ""):
-                        series.setdefault(k, {}).setdefault(r["id"], []).append((float(line["epoch"]), float(line[k])))
+        for lineno, line in read_metrics_csv(f, problems):
+            keys = [k for k in CURVE_KEYS if line.get(k) not in (None, "")]
+            if not keys:
+                continue
+            epoch = _float(line.get("epoch"), f, lineno, "epoch", problems)
+            for k in keys:
+                v = _float(line[k], f, lineno, k, problems)
+                if epoch is not None and v is not None:
+                    series.setdefault(k, {}).setdefault(r["id"], []).append((epoch, v))
     if not series:
         return None
     axes = swept_keys(rows)
-    labels = {r["id"]: curve_label(r, axes) for r in rows}
+    labels = {r["id"]: plot_label(curve_label(r, axes)) for r in rows}
     palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     colours = {r["id"]: palette[i % len(palette)] for i, r in enumerate(rows)}
     keys = sorted(series)
@@ -200,7 +486,7 @@ def curves_figure(rows: Sequence[dict[str, Any]]):
         for job, pts in jobs:
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=colours.get(job),
-                    label=labels.get(job, job))
+                    label=labels.get(job, plot_label(job)))
         ax.set_xlabel("epoch")
         ax.set_ylabel(k)
         ax.set_title(k)
@@ -211,36 +497,60 @@ def curves_figure(rows: Sequence[dict[str, Any]]):
     return fig
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
-    """Save :func:`curves_figure` as ``out/curves.png``."""
-    import matplotlib.pyplot as plt
+# ----------------------------------------------------------------------------- writing, never through links
+def output_folder(root: Path, out: str | Path | None) -> Path:
+    """The folder to write into: ``out`` or ``root``. One inside ``root`` (``root`` itself included)
+    must stay inside it once links are followed: a handed directory with ``reports -> ~/.ssh`` is
+    refused. An ``--out`` elsewhere is the user's own choice."""
+    folder = Path(out) if out else root
+    if not out or Path(os.path.abspath(folder)).is_relative_to(os.path.abspath(root)):
+        check_write_target(folder, root, "--out" if out else "")
+    return folder
 
-    fig = curves_figure(rows)
-    if fig is None:
-        return None
-    p = out / "curves.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+
+def write_outputs(out: Path, files: dict[str, bytes]) -> None:
+    """Write ``{name: bytes}`` into ``out``: first every name is checked (a symbolic link there that
+    leads out of ``out`` refuses the whole report, before anything is written), then each file goes to
+    a new temporary file in ``out`` (``O_EXCL``) that is renamed over the name, so a link is replaced,
+    never followed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        check_write_target(out / name, out)
+    for name, data in files.items():
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # mkstemp makes it 0600; a report is an ordinary file
+                f.write(data)
+            os.replace(tmp, out / name)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
 
 def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Collect the jobs under ``root`` and write report.csv, report.md and the plots into ``out``
-    (default ``root``). Returns the rows and the paths written."""
-    root = Path(root)
+    (default ``root``). Returns the rows, the paths written and ``warnings`` (malformed input that was
+    left out, ``file:line: what``)."""
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"{root}: not a directory; pass a run directory or a multirun directory.")
-    rows = collect(root)
+    folder = output_folder(root, out)
+    problems = Problems()
+    rows = collect(root, problems)
     if not rows:
         raise ConfigError(f"{root}: no run directories in it (expected summary.json, config.yaml, "
                           "checkpoints/last.ckpt or .hydra/ in it or in its sub-directories).")
-    out = Path(out) if out else root
-    out.mkdir(parents=True, exist_ok=True)
     cols = metric_columns(rows, metrics)
-    csv_path, md_path = write_tables(rows, out, cols)
-    plots = plot_metric_vs_params(rows, out, cols)
-    curves = plot_curves(rows, out)
-    return {"rows": rows, "csv": csv_path, "markdown": md_path, "plots": plots + ([curves] if curves else [])}
+    csv_bytes, md_bytes = tables(rows, folder, cols)
+    files = {"report.csv": csv_bytes, "report.md": md_bytes}
+    plots = metric_vs_param_pngs(rows, cols, problems)
+    curves = curves_figure(rows, problems)
+    if curves is not None:
+        plots["curves.png"] = _png(curves)
+    write_outputs(folder, files | plots)
+    return {"rows": rows, "csv": folder / "report.csv", "markdown": folder / "report.md",
+            "plots": [folder / n for n in plots], "warnings": problems.lines}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,11 @@
 Every job becomes a row (id, swept overrides, status, metrics, wall time; failed jobs marked);
 plots: each metric against each swept numeric hyperparameter, and curves.png (per-epoch curves,
 one panel per logged key, each with its own legend). Library: xgen.report.
+
+The directory may come from someone else: report.csv cells a spreadsheet would evaluate get a
+leading ', report.md shows all text as text, malformed metrics.csv rows and summary.json fields are
+skipped with a warning (file:line), and a symbolic link that leads out of the directory (or --out) is
+refused, with nothing written.
 """
 
 from __future__ import annotations
@@ -33,19 +38,22 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``xgen report``; returns the exit status."""
-    from xgen.report import report
+    from xgen.report import printable, report
 
     a = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         res = report(a.directory, a.out, a.metrics)
     except XgenError as e:
-        print(f"xgen report: error: {e}", file=sys.stderr)
+        print(f"xgen report: error: {printable(str(e))}", file=sys.stderr)
         return 2
-    print(Path(res["markdown"]).read_text())
+    for w in res["warnings"]:
+        print(f"xgen report: warning: {w}", file=sys.stderr)
+    print(Path(res["markdown"]).read_text())  # escaped, no control characters: safe for a terminal
     for r in res["rows"]:
         if r["status"] != "completed":
-            print(f"job {r['id']}: {r['status']}" + (f" — {r['error'].splitlines()[0]}" if r["error"] else ""))
-    print(f"xgen report: wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"]))
+            first = (r["error"] or "").strip().splitlines()[:1]
+            print(printable(f"job {r['id']}: {r['status']}" + (f" — {first[0][:200]}" if first else "")))
+    print(printable(f"xgen report: wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"])))
     return 0
 
 

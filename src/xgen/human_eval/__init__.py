@@ -9,6 +9,10 @@ Each run contributes ``--num-images`` generated images (its checkpoint with ``--
 random order and asks real or generated, visual quality 1–5 and interpretability 1–5. Answers go to
 SQLite as they are given (a restart keeps them and the images). The report gives per run the human
 accuracy (0.5 = indistinguishable) with a 95% Wilson interval and the mean ratings.
+
+The server answers only requests addressed to it as 127.0.0.1 / localhost (and the names given with
+--allow-host) at its port, and only answers sent from its own page (Origin, CSRF token); it opens at
+most --max-sessions sessions; /results.json leaves out the runs' paths unless --show-paths.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 from pathlib import Path
 
 from xgen.errors import ConfigError, XgenError
+from xgen.human_eval.server import DEFAULT_MAX_SESSIONS
 from xgen.human_eval.store import AnswerRejected, Store, wilson_interval
 
 __all__ = ["main", "prepare", "Store", "AnswerRejected", "wilson_interval"]
@@ -64,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default=None, help="data config name when a run has no config.yaml")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="a host name or address people type to reach a lab server (--host 0.0.0.0), e.g. "
+                         "--allow-host 192.168.1.20 --allow-host lab-pc.local; requests naming any other host are "
+                         "refused (127.0.0.1, localhost and the --host address are always allowed)")
+    ap.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                    help=f"most sessions (participants' browsers) the page opens; then new visitors get HTTP 503 "
+                         f"(default {DEFAULT_MAX_SESSIONS}; sessions in --db from earlier count)")
+    ap.add_argument("--show-paths", action="store_true",
+                    help="/results.json also gives each run's directory and image source (paths on this machine)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--report", action="store_true", help="print the results (and --json) and exit; serve nothing")
     ap.add_argument("--json", default=None, help="with --report: also write the results to this JSON file")
@@ -76,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port: must be in 0-65535, got {args.port}")
+        if args.max_sessions < 1:
+            raise ConfigError(f"--max-sessions: must be at least 1, got {args.max_sessions}")
+        for h in args.allow_host:
+            bare = h.strip("[]")
+            if not bare or any(c in bare for c in "/ @?#") or (":" in bare and bare.count(":") < 2):  # IPv6 has 2+
+                raise ConfigError(f"--allow-host: {h!r} is not a host name or address (no scheme, port or path: "
+                                  "e.g. --allow-host lab-pc.local)")
         store = Store(args.db)
         try:
             keys = prepare(store, args.runs, args.num_images, args.seed, args.data, args.device)
@@ -88,13 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             from xgen.human_eval.server import make_server
 
             try:
-                srv = make_server(store, keys, args.host, args.port)
+                srv = make_server(store, keys, args.host, args.port, allow_hosts=args.allow_host,
+                                  max_sessions=args.max_sessions, show_paths=args.show_paths)
             except OSError as e:
                 raise ConfigError(f"--port: cannot listen on {args.host}:{args.port} ({e.strerror}); pick another port.") from None
             if args.host not in ("127.0.0.1", "localhost", "::1"):
-                print(f"xgen human-eval: warning: listening on {args.host}: anyone who can reach it can answer.",
-                      file=sys.stderr)
+                names = ", ".join(args.allow_host) or "none: add --allow-host NAME for the address people will type"
+                print(f"xgen human-eval: warning: listening on {args.host}: anyone who can reach it can answer "
+                      f"(allowed host names besides 127.0.0.1/localhost: {names}).", file=sys.stderr)
             host, port = srv.server_address[:2]
+            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             print(f"xgen human-eval: {store.image_count(keys)} images from {len(keys)} run(s); answers in {args.db}\n"
                   f"open http://{host}:{port}/  (results: /results, Ctrl-C to stop)", flush=True)
             try:

@@ -1,11 +1,15 @@
 """SQLite store of the human evaluation: images, sessions, issued tokens and answers.
 
 Every answer is committed as it arrives (WAL journal), so a restarted server keeps all of them. An answer
-is accepted only for a token the server issued to the same session for an image it showed, once.
+is accepted only for a token the server issued to the same session for an image it showed, once, and
+(on the page) with the session's CSRF token: an HMAC of the session id under a random key kept in the
+database, so it survives a restart and another session's token is worth nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import secrets
 import sqlite3
@@ -50,6 +54,10 @@ CREATE TABLE IF NOT EXISTS answers (
     answered REAL NOT NULL,
     UNIQUE (session, image)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL            -- csrf_key: the random key of the CSRF tokens
+);
 """
 
 
@@ -79,6 +87,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self._key: bytes | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -111,6 +120,25 @@ class Store:
         sid = secrets.token_urlsafe(24)
         self.db.execute("INSERT INTO sessions(id, created) VALUES (?, ?)", (sid, time.time()))
         return sid
+
+    def session_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+
+    def _csrf_key(self) -> bytes:
+        if self._key is None:  # made once per database (the first server to need it), then read
+            self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('csrf_key', ?)", (secrets.token_bytes(32),))
+            self._key = bytes(self.db.execute("SELECT value FROM meta WHERE key='csrf_key'").fetchone()[0])
+        return self._key
+
+    def csrf_token(self, sid: str) -> str:
+        """The token the page's form carries for this session (the same after a restart)."""
+        return hmac.new(self._csrf_key(), b"csrf:" + sid.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, sid: str, token: Any) -> None:
+        """:class:`AnswerRejected` unless ``token`` is this session's CSRF token."""
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.csrf_token(sid).encode()):
+            raise AnswerRejected("the form's csrf token is missing or wrong: answers are accepted only from "
+                                 "this page; reload it and answer again")
 
     def session_exists(self, sid: str | None) -> bool:
         return bool(sid) and self.db.execute("SELECT 1 FROM sessions WHERE id=?", (sid,)).fetchone() is not None
