@@ -27,7 +27,7 @@ from xgen.explain.faithfulness import parameter_layers, randomisation_check, ran
 from xgen.explain.shipped import shipped_checkpoints
 from xgen.latent import LatentSpec
 from xgen.metrics import counterfactual as cfm
-from xgen.protocols import Posterior
+from test_explain import CopyVAE
 
 
 @pytest.fixture(autouse=True)
@@ -38,33 +38,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-class CopyVAE(nn.Module):
+def copy_vae(dim: int) -> CopyVAE:
     """Encodes + Decodes + Generative on (1, 1, dim) images: the latent *is* the image."""
-
-    value_range = (0.0, 1.0)
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.latent = LatentSpec(noise=dim)
-        self.image_shape = (1, 1, dim)
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def sample_latent(self, n, generator=None):
-        return self.latent.sample(n, generator=generator)
-
-    def generate(self, latent_or_n, generator=None):
-        z = self.sample_latent(latent_or_n, generator) if isinstance(latent_or_n, int) else latent_or_n
-        return self.decode(z)
-
-    def decode(self, z):
-        return z.view(len(z), 1, 1, -1) + 0 * self.dummy
-
-    def encode(self, x):
-        m = x.flatten(1)
-        return Posterior(m, torch.zeros_like(m))
-
-    def embed(self, x):
-        return self.encode(x).mean
+    return CopyVAE(LatentSpec(noise=dim, categorical=[], continuous=0))
 
 
 class Linear(nn.Module):
@@ -233,7 +209,7 @@ def test_parameter_layers_in_forward_order_and_randomise_only_those():
 
 def test_randomisation_check_closed_form_on_a_linear_classifier():
     dim = 12
-    model, lin = CopyVAE(dim), Linear(dim, 2, seed=1)
+    model, lin = copy_vae(dim), Linear(dim, 2, seed=1)
     x = torch.rand(6, 1, 1, dim) * 0.2 + 0.4
     rc = randomisation_check(model, lin, x, threshold=0.5, seed=0, decision_map_kwargs={"max_step": 20.0})
     assert rc.stages == ["trained", "fc"]
@@ -258,17 +234,24 @@ def test_randomisation_check_closed_form_on_a_linear_classifier():
 # ============================================================================ the evaluation
 def test_evaluate_counterfactuals_on_an_identity_model():
     dim = 8
-    model, lin = CopyVAE(dim), Linear(dim, 3, seed=2)
+    model, lin = copy_vae(dim), Linear(dim, 3, seed=2)
     g = torch.Generator().manual_seed(4)
     x = torch.rand(12, 1, 1, dim, generator=g)
     train = torch.rand(300, 1, 1, dim, generator=g)
     test = torch.rand(400, 1, 1, dim, generator=g)
     test_labels = lin(test).argmax(1)
     clf = ExplainedClassifier(lin)
-    ev = evaluate_counterfactuals(model, clf, x, train, test, test_labels, lambda u: u.flatten(1), noise_draws=1,
+    ev = evaluate_counterfactuals(model, clf, x, train, test, test_labels, lambda u: u.flatten(1), lin, noise_draws=1,
                                   attack_steps=30, attack_search=10, decision_map_kwargs={"max_step": 20.0})
     o, gen, att, nun = (ev.row(m) for m in ("original", "generative", "pixel attack", "nearest unlike neighbour"))
     assert o["validity"] == 0 and o["l2_mean"] == 0 and o["sparsity_mean"] == 0
+    r = ev.row("reconstruction")                               # the identity model reconstructs exactly
+    assert r["validity"] == 0 and r["l2_mean"] == 0 and r["fid"] == pytest.approx(o["fid"])
+    # the second classifier (here the same network) reads the images clipped to the range
+    assert ev.row("pixel attack")["second_classifier_agrees"] == 1.0
+    cf = ev.counterfactuals["generative"]
+    same = (lin(cf.clamp(0, 1)).argmax(1) == lin(cf).argmax(1)).double()
+    assert torch.equal(ev.per_image["generative"]["second_classifier_agrees"], same)
     assert att["validity"] == 1 and nun["validity"] == 1
     assert nun["nn_feature_distance_median"] == 0.0          # a training image is its own nearest neighbour
     # identity decoder: the generative counterfactual walks the same line the attack finds, in 0.1 steps

@@ -42,7 +42,7 @@ from xgen.protocols import Decodes, Encodes, HasLikelihood, require
 
 __all__ = ["Evaluation", "evaluate_counterfactuals", "METHODS", "main"]
 
-METHODS = ("original", "generative", "pixel attack", "nearest unlike neighbour")
+METHODS = ("original", "reconstruction", "generative", "pixel attack", "nearest unlike neighbour")
 
 
 @dataclass
@@ -86,33 +86,33 @@ class Evaluation:
         from xgen.explain.figures import image_rows_figure
 
         vr, names = self.value_range, self.class_names
-        cols = [("original", self.images), ("reconstruction", self.reconstructions),
-                ("generative", self.counterfactuals["generative"]), ("pixel attack", self.counterfactuals["pixel attack"]),
-                ("nearest unlike neighbour", self.counterfactuals["nearest unlike neighbour"])]
         panels = []
         for i in range(min(rows, len(self.indices))):
             row = []
-            for m, imgs in cols:
-                d = self.per_image["original" if m == "reconstruction" else m]
-                if m == "reconstruction":
-                    cap = f"{names[int(d['reconstruction_class'][i])]} p={float(d['reconstruction_prob'][i]):.2f}\nL2 {float(d['reconstruction_l2'][i]):.2f}"
-                elif m == "original":
-                    cap = f"test #{self.indices[i]}\n{names[int(d['class'][i])]} p={float(d['prob'][i]):.2f}"
+            for m in METHODS:
+                d = self.per_image[m]
+                cap = f"{names[int(d['class'][i])]} p={float(d['prob'][i]):.2f}"
+                if m == "original":
+                    cap = f"test #{self.indices[i]}\n{cap}, NN {float(d['nn_feature_distance'][i]):.1f}"
                 else:
-                    cap = f"{names[int(d['class'][i])]} p={float(d['prob'][i]):.2f}{'' if d['valid'][i] else ' (no flip)'}\nL2 {float(d['l2'][i]):.2f}"
+                    flip = "" if m == "reconstruction" or d["valid"][i] else " (no flip)"
+                    cap += f"{flip}\nL2 {float(d['l2'][i]):.2f}"
                     if m == "generative":
                         cap += f", λ {float(d['latent_distance'][i]):.1f}"
                     cap += f", NN {float(d['nn_feature_distance'][i]):.1f}"
-                row.append((to_unit(imgs[i], vr), cap))
+                row.append((to_unit(self.counterfactuals[m][i], vr), cap))
             panels.append(row)
+        return image_rows_figure(panels, path, col_titles=list(METHODS), title=title or self.title(),
+                                 cell_inches=1.55)
+
+    def title(self, name: str = "") -> str:
         g, p, n = (self.row(m) for m in ("generative", "pixel attack", "nearest unlike neighbour"))
-        title = title or (f"{self.settings.get('model', '')}: counterfactuals vs baselines ({len(self.indices)} test "
-                          "images; first rows shown)\nL2: pixel distance to the original, [0, 1] units; λ: latent "
-                          "distance; NN: feature distance to the nearest training image\nmean L2, FID (real floor): "
-                          f"generative {_f(g['l2_mean'])}, {_f(g['fid'])} ({_f(g['fid_floor'])}); pixel attack "
-                          f"{_f(p['l2_mean'])}, {_f(p['fid'])} ({_f(p['fid_floor'])}); unlike neighbour "
-                          f"{_f(n['l2_mean'])}, {_f(n['fid'])} ({_f(n['fid_floor'])})")
-        return image_rows_figure(panels, path, col_titles=[c for c, _ in cols], title=title, cell_inches=1.55)
+        return (f"{name or self.settings.get('model', '')}: counterfactuals vs baselines ({len(self.indices)} test "
+                "images; first rows shown)\nL2: pixel distance to the original, [0, 1] units; λ: latent "
+                "distance; NN: feature distance to the nearest training image\nmean L2, FID (real floor): "
+                f"generative {_f(g['l2_mean'])}, {_f(g['fid'])} ({_f(g['fid_floor'])}); pixel attack "
+                f"{_f(p['l2_mean'])}, {_f(p['fid'])} ({_f(p['fid_floor'])}); unlike neighbour "
+                f"{_f(n['l2_mean'])}, {_f(n['fid'])} ({_f(n['fid_floor'])})")
 
 
 def _num(v):
@@ -130,6 +130,7 @@ def _channel_mean_change(a: Tensor, b: Tensor, vr) -> Tensor:
 
 def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Tensor, train_images: Tensor,
                              test_images: Tensor, test_labels: Tensor, fid_features: Callable[[Tensor], Tensor],
+                             second_classifier: Callable[[Tensor], Tensor] | None = None,
                              indices: Sequence[int] | None = None, labels: Tensor | None = None,
                              sparsity_threshold: float = 0.05, noise_std: float = 0.05, noise_draws: int = 3,
                              attack_steps: int = 30, attack_search: int = 8, reference_per_image: int = 4,
@@ -143,6 +144,9 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
         test_images, test_labels: real images (uint8 or [0, 1]) for the class-matched FID and the real
             floors; the evaluated images should be left out by the caller.
         fid_features: [0, 1] images -> features (N, D) of the FID feature net.
+        second_classifier: [0, 1] images -> logits of another classifier (the FID net's): the share of
+            counterfactuals it puts in the same class as the classifier explained
+            (``second_classifier_agrees``; a change that only fools one network scores low).
         noise_std, noise_draws: stability: each method is redrawn on ``noise_draws`` noisy copies of the
             input (Gaussian, std ``noise_std`` in [0, 1] units, clipped to the range).
     """
@@ -183,9 +187,9 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
     nun_images = from_unit(tr[nun.index])
     times["nearest unlike neighbour"] = time.perf_counter() - t0
     log(f"training features and unlike neighbours ({times['nearest unlike neighbour']:.1f} s)")
-    cfs = {"original": x, "generative": dm.counterfactuals, "pixel attack": att.images,
-           "nearest unlike neighbour": nun_images}
     rec = dm.reconstructions
+    cfs = {"original": x, "reconstruction": rec, "generative": dm.counterfactuals, "pixel attack": att.images,
+           "nearest unlike neighbour": nun_images}
 
     # -------------------------------------------------------------------- realism references
     te = unit(test_images)
@@ -218,14 +222,11 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
                 torch.tensor([r.gradient_norm for r in dm.results], dtype=torch.float64)
             d["latent_distance"] = steps * scale
             d["flip_vs_reconstruction"] = torch.tensor([float(r.flipped) for r in dm.results], dtype=torch.float64)
-        if m == "original":
-            rc, rp, _ = clf.predict(rec, vr)
-            d["reconstruction_class"], d["reconstruction_prob"] = rc.double(), rp.double()
-            d["reconstruction_l2"] = cfm.pixel_distance(x, rec, 2, vr)
         if likelihood:
             d["elbo"] = score_elbo(c)
         per[m] = d
-        mask = valid.bool() if m != "original" else torch.ones(n, dtype=torch.bool)
+        # the inputs and their reconstructions are scored whole; counterfactuals where they are valid
+        mask = valid.bool() if m not in ("original", "reconstruction") else torch.ones(n, dtype=torch.bool)
         fid = None
         if int(mask.sum()) >= 2:
             fid = cfm.class_matched_fid(fid_features(to_unit(c[mask], vr).clamp(0, 1)), cls[mask], f_test_fid, te_lab,
@@ -233,6 +234,12 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
             if fid["singular_covariance"]:
                 notes.append(f"{m}: FID from {int(mask.sum())} counterfactuals in {f_test_fid.shape[1]} feature "
                              "dimensions: singular covariance, FID biased upward (the floor shares the bias)")
+            if fid["per_class_singular"]:
+                notes.append(f"{m}: per-class FID from fewer images per class than {f_test_fid.shape[1]} feature "
+                             "dimensions: biased upward, compare with its floor only")
+        if second_classifier is not None:
+            d["second_classifier_agrees"] = (_batched(second_classifier, to_unit(c, vr).clamp(0, 1)).argmax(1)
+                                             == cls).double()
         row = {"method": m, "images": n, "validity": float(valid.mean()),
                "target_prob": cfm.summarise(d["prob"], valid.bool())["mean"],
                **{f"{k}_mean": cfm.summarise(d[k], mask)["mean"] for k in ("l1", "l2", "l2_to_reconstruction")},
@@ -242,6 +249,8 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
                "sparsity_vs_reconstruction_mean": cfm.summarise(d["sparsity_vs_reconstruction"], mask)["mean"],
                **{k: fid[k] if fid else None for k in ("fid", "fid_floor", "fid_per_class", "fid_per_class_floor")},
                "nn_feature_distance_median": cfm.summarise(d["nn_feature_distance"], mask)["median"],
+               "second_classifier_agrees": (cfm.summarise(d["second_classifier_agrees"], mask)["mean"]
+                                            if second_classifier is not None else None),
                "nn_feature_floor_median": float(nn_floor.median()),
                "elbo_mean": cfm.summarise(d["elbo"], mask)["mean"] if likelihood else None}
         row["flip_vs_reconstruction"] = float(d["flip_vs_reconstruction"].mean()) if m == "generative" else None
@@ -284,6 +293,10 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
                 "noise_draws": noise_draws, "attack_steps": attack_steps, "attack_search": attack_search,
                 "reference_per_image": reference_per_image, "seed": seed, "decision_maps": dm.settings}
     return Evaluation(x, rec, cfs, per, table, idx, list(clf.class_names), vr, settings, notes)
+
+
+def _batched(fn: Callable[[Tensor], Tensor], u: Tensor, batch: int = 500) -> Tensor:
+    return torch.cat([fn(u[i:i + batch]).float().cpu() for i in range(0, len(u), batch)])
 
 
 def _device(model) -> torch.device:
@@ -355,16 +368,18 @@ def _run(args) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         ev = evaluate_counterfactuals(
             model, clf, _images_in_range(x[idx], model.value_range), tr, x[keep], y[keep],
-            lambda u: ext.extract(u, (0.0, 1.0)).features, indices=idx, labels=y[idx],
+            lambda u: ext.extract(u, (0.0, 1.0)).features, lambda u: ext.extract(u, (0.0, 1.0)).logits,
+            indices=idx, labels=y[idx],
             sparsity_threshold=args.sparsity_threshold, noise_std=args.noise_std, noise_draws=args.noise_draws,
             attack_steps=args.attack_steps, attack_search=args.attack_search, seed=args.seed, log=say)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     p = args.prefix
+    name = f"{args.model}" + (" (through its inversion encoder)" if args.encoder else "")
     res = {"table_csv": str(ev.save_csv(out / f"{p}evaluate_table.csv")),
            "per_image_csv": str(ev.save_per_image_csv(out / f"{p}evaluate_per_image.csv")),
            "json": str(ev.save_json(out / f"{p}evaluate.json")),
-           "figure": str(ev.figure(out / f"{p}evaluate.png", rows=max(args.figure_rows, 1)))}
+           "figure": str(ev.figure(out / f"{p}evaluate.png", rows=max(args.figure_rows, 1), title=ev.title(name)))}
     if args.randomisation:
         from xgen.explain.baselines import pixel_attack
         from xgen.explain.faithfulness import randomisation_check
@@ -378,7 +393,8 @@ def _run(args) -> dict:
         rc = randomisation_check(model, clf, xs, grid_model=model if isinstance(model, Generative) else None,
                                  threshold=args.threshold, seed=args.seed, extra=attack, log=say)
         res["randomisation_csv"] = str(rc.save_csv(out / f"{p}randomisation.csv"))
-        res["randomisation_figure"] = str(rc.figure(out / f"{p}randomisation.png"))
+        res["randomisation_figure"] = str(rc.figure(out / f"{p}randomisation.png", title=(
+            f"Model-randomisation check: decision maps of {name} ({n} test images; band: quartiles)")))
         res["randomisation"] = rc.records()
         res["faithfulness"] = rc.not_faithful()
     res["table"] = ev.table

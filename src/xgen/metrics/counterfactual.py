@@ -136,14 +136,17 @@ def class_matched_fid(features: Tensor, classes: Tensor, real_features: Tensor, 
         warnings.simplefilter("always", SingularCovarianceWarning)
         value = fid(rf[ref_i], f)
         base = fid(rf[ref_i], rf[floor_i])
-        pc = [(n_k, fid(rf[r], f[c == k]), fid(rf[r], rf[fl])) for k, n_k, fl, r in per]
     singular = any(issubclass(w.category, SingularCovarianceWarning) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SingularCovarianceWarning)
+        pc = [(n_k, fid(rf[r], f[c == k]), fid(rf[r], rf[fl])) for k, n_k, fl, r in per]
+    per_singular = any(issubclass(w.category, SingularCovarianceWarning) for w in caught)
     tot = sum(n_k for n_k, _, _ in pc)
     return {"fid": value, "fid_floor": base, "fid_ratio": value / base if base > 0 else math.inf,
             "fid_per_class": sum(n_k * v for n_k, v, _ in pc) / tot if tot else None,
             "fid_per_class_floor": sum(n_k * b for n_k, _, b in pc) / tot if tot else None,
             "classes_scored": len(pc), "n": len(f), "reference": len(ref_i), "floor_n": len(floor_i),
-            "short_classes": short, "singular_covariance": singular}
+            "short_classes": short, "singular_covariance": singular, "per_class_singular": per_singular}
 
 
 def nearest_distance(features: Tensor, bank: Tensor) -> Tensor:
