@@ -295,3 +295,26 @@ def test_cli_evaluate_on_the_shipped_infovae(capsys, tmp_path):
     for f in ("table_csv", "per_image_csv", "json", "figure", "randomisation_figure", "randomisation_csv"):
         assert (tmp_path / res[f].split("/")[-1]).is_file()
     assert len(res["randomisation"]) == 5 and res["randomisation"][0]["spearman_mean"] == pytest.approx(1.0)
+
+
+def test_evaluate_counterfactuals_on_a_beta_vae_scores_its_elbo():
+    from xgen.metrics.likelihood import elbo
+    from xgen.models.vae import BetaVAE
+
+    torch.manual_seed(0)
+    vae = BetaVAE(image_shape=(1, 8, 8), latent_dim=2, encoder={"_target_": "xgen.nets.vae.MLPEncoder", "hidden": [16]},
+                  decoder={"_target_": "xgen.nets.vae.MLPDecoder", "hidden": [16]}).eval()
+    cnn = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    train, test = torch.rand(50, 1, 8, 8, generator=g), torch.rand(60, 1, 8, 8, generator=g)
+    clf = ExplainedClassifier(cnn)
+    ev = evaluate_counterfactuals(vae, clf, x, train, test, cnn(test).argmax(1), lambda u: u.flatten(1)[:, :4],
+                                  noise_draws=1, attack_steps=10, attack_search=4, seed=3)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        ref = elbo(vae, x).double()
+    assert torch.allclose(ev.per_image["original"]["elbo"], ref)
+    assert ev.row("original")["elbo_mean"] == pytest.approx(float(ref.mean()))
+    rec = ev.per_image["reconstruction"]
+    assert torch.allclose(rec["l2"], cfm.pixel_distance(x, ev.reconstructions, 2))

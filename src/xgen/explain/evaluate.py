@@ -40,7 +40,7 @@ from xgen.explain.common import ExplainedClassifier, as_classifier, to_unit, wri
 from xgen.metrics import counterfactual as cfm
 from xgen.protocols import Decodes, Encodes, HasLikelihood, require
 
-__all__ = ["Evaluation", "evaluate_counterfactuals", "METHODS", "main"]
+__all__ = ["Evaluation", "evaluate_counterfactuals", "counterfactual_scores", "decision_map_scores", "METHODS", "main"]
 
 METHODS = ("original", "reconstruction", "generative", "pixel attack", "nearest unlike neighbour")
 
@@ -208,20 +208,10 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
     table = []
     notes = []
     for m, c in cfs.items():
-        cls, conf, probs = clf.predict(c, vr)
-        valid = cfm.changed(data_cls, probs)
-        d = {"class": cls.double(), "prob": conf.double(), "valid": valid,
-             "l1": cfm.pixel_distance(x, c, 1, vr), "l2": cfm.pixel_distance(x, c, 2, vr),
-             "l2_to_reconstruction": cfm.pixel_distance(rec, c, 2, vr),
-             "sparsity": cfm.changed_fraction(x, c, sparsity_threshold, vr),
-             "sparsity_vs_reconstruction": cfm.changed_fraction(rec, c, sparsity_threshold, vr),
-             "nn_feature_distance": cfm.nearest_distance(clf.features(c, vr), f_train)}
-        if m == "generative":
-            steps = torch.tensor([r.step if r.flipped else math.nan for r in dm.results], dtype=torch.float64)
-            scale = torch.ones(n, dtype=torch.float64) if dm.settings.get("normalize", True) else \
-                torch.tensor([r.gradient_norm for r in dm.results], dtype=torch.float64)
-            d["latent_distance"] = steps * scale
-            d["flip_vs_reconstruction"] = torch.tensor([float(r.flipped) for r in dm.results], dtype=torch.float64)
+        d = decision_map_scores(dm, clf, sparsity_threshold) if m == "generative" else \
+            counterfactual_scores(clf, x, rec, c, vr, sparsity_threshold, data_cls)
+        cls, valid = d["class"].long(), d["valid"]
+        d["nn_feature_distance"] = cfm.nearest_distance(clf.features(c, vr), f_train)
         if likelihood:
             d["elbo"] = score_elbo(c)
         per[m] = d
@@ -293,6 +283,39 @@ def evaluate_counterfactuals(model, classifier: ExplainedClassifier, images: Ten
                 "noise_draws": noise_draws, "attack_steps": attack_steps, "attack_search": attack_search,
                 "reference_per_image": reference_per_image, "seed": seed, "decision_maps": dm.settings}
     return Evaluation(x, rec, cfs, per, table, idx, list(clf.class_names), vr, settings, notes)
+
+
+def counterfactual_scores(classifier: ExplainedClassifier, images: Tensor, reconstructions: Tensor,
+                          counterfactuals: Tensor, value_range, sparsity_threshold: float = 0.05,
+                          input_class: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-image validity, proximity and sparsity of ``counterfactuals`` of ``images`` (both in
+    ``value_range``): the class and probability reached, ``valid`` (class differs from the classifier's
+    class of the input image, or ``input_class``), L1/L2 to the image, L2 to ``reconstructions`` (the
+    model's own rendering of the image), and the share of pixels changed by > ``sparsity_threshold``
+    from the image and from the reconstruction."""
+    x, rec, c = images.float().cpu(), reconstructions.float().cpu(), counterfactuals.float().cpu()
+    if input_class is None:
+        input_class = classifier.predict(x, value_range)[0]
+    cls, conf, probs = classifier.predict(c, value_range)
+    return {"class": cls.double(), "prob": conf.double(), "valid": cfm.changed(input_class, probs),
+            "l1": cfm.pixel_distance(x, c, 1, value_range), "l2": cfm.pixel_distance(x, c, 2, value_range),
+            "l2_to_reconstruction": cfm.pixel_distance(rec, c, 2, value_range),
+            "sparsity": cfm.changed_fraction(x, c, sparsity_threshold, value_range),
+            "sparsity_vs_reconstruction": cfm.changed_fraction(rec, c, sparsity_threshold, value_range)}
+
+
+def decision_map_scores(dm, classifier: ExplainedClassifier, sparsity_threshold: float = 0.05) -> dict[str, Tensor]:
+    """:func:`counterfactual_scores` of a :class:`~xgen.explain.decision_maps.DecisionMaps`, plus its
+    latent distance λ·‖d‖ (λ for a unit direction; NaN where nothing flipped) and whether it flipped the
+    class of the reconstruction (the Decision Map's own criterion)."""
+    d = counterfactual_scores(classifier, dm.images, dm.reconstructions, dm.counterfactuals, dm.value_range,
+                              sparsity_threshold)
+    steps = torch.tensor([r.step if r.flipped else math.nan for r in dm.results], dtype=torch.float64)
+    scale = torch.ones(len(steps), dtype=torch.float64) if dm.settings.get("normalize", True) else \
+        torch.tensor([r.gradient_norm for r in dm.results], dtype=torch.float64)
+    d["latent_distance"] = steps * scale
+    d["flip_vs_reconstruction"] = torch.tensor([float(r.flipped) for r in dm.results], dtype=torch.float64)
+    return d
 
 
 def _batched(fn: Callable[[Tensor], Tensor], u: Tensor, batch: int = 500) -> Tensor:
@@ -394,7 +417,7 @@ def _run(args) -> dict:
                                  threshold=args.threshold, seed=args.seed, extra=attack, log=say)
         res["randomisation_csv"] = str(rc.save_csv(out / f"{p}randomisation.csv"))
         res["randomisation_figure"] = str(rc.figure(out / f"{p}randomisation.png", title=(
-            f"Model-randomisation check: decision maps of {name} ({n} test images; band: quartiles)")))
+            f"Model-randomisation check: decision maps of {name}\n({n} test images; band: quartiles)")))
         res["randomisation"] = rc.records()
         res["faithfulness"] = rc.not_faithful()
     res["table"] = ev.table

@@ -125,7 +125,7 @@ class RandomisationCheck:
         ax.set_xticklabels(["trained"] + [f"+{s.split('+')[-1]}" for s in self.stages[1:]], rotation=0)
         ax.set_xlabel("classifier layers randomised (cascading, from the output layer down)")
         ax.set_ylabel("Spearman rank correlation with the trained maps / share")
-        ax.set_ylim(-0.3, 1.05)
+        ax.set_ylim(-0.5, 1.05)
         ax.set_title(title or f"Model-randomisation check ({self.settings.get('model', '')}, "
                               f"{self.spearman.shape[1]} images; band: quartiles)", fontsize=10)
         ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
