@@ -357,6 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--threshold", type=float, default=0.5, help="randomisation: rank correlation that counts as unchanged")
     ap.add_argument("--train-images", type=int, default=0, metavar="N",
                     help="first N training images as the neighbour bank (default 0: the whole split)")
+    ap.add_argument("--test-images", type=int, default=0, metavar="N",
+                    help="first N other test images as the real reference of the FID and floors (default 0: all)")
     ap.add_argument("--figure-rows", type=int, default=6)
     return ap
 
@@ -368,7 +370,7 @@ def _run(args) -> dict:
     t_start = time.perf_counter()
     torch.manual_seed(args.seed)
     say = lambda m: print(f"[{time.perf_counter() - t_start:6.1f} s] {m}", flush=True)  # noqa: E731
-    for k in ("noise_draws", "attack_steps", "attack_search", "randomisation", "figure_rows", "train_images"):
+    for k in ("noise_draws", "attack_steps", "attack_search", "randomisation", "figure_rows", "train_images", "test_images"):
         if getattr(args, k) < 0:
             raise ConfigError(f"--{k.replace('_', '-')}: must be >= 0, got {getattr(args, k)}")
     if not args.noise_std >= 0 or not args.sparsity_threshold >= 0:
@@ -384,13 +386,15 @@ def _run(args) -> dict:
     idx = parse_indices(args.images, len(x))
     keep = torch.ones(len(x), dtype=torch.bool)
     keep[idx] = False
+    keep_i = torch.nonzero(keep).view(-1)
+    keep_i = keep_i[:args.test_images] if args.test_images else keep_i
     tr, _ = load_split(args.data, "train", args.data_root)
     tr = tr[:args.train_images] if args.train_images else tr
     say(f"{type(model).__name__}, {len(idx)} test images, classifier {args.classifier}, FID features {fspec}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ev = evaluate_counterfactuals(
-            model, clf, _images_in_range(x[idx], model.value_range), tr, x[keep], y[keep],
+            model, clf, _images_in_range(x[idx], model.value_range), tr, x[keep_i], y[keep_i],
             lambda u: ext.extract(u, (0.0, 1.0)).features, lambda u: ext.extract(u, (0.0, 1.0)).logits,
             indices=idx, labels=y[idx],
             sparsity_threshold=args.sparsity_threshold, noise_std=args.noise_std, noise_draws=args.noise_draws,
