@@ -20,7 +20,7 @@ import torch
 
 from xgen.errors import ConfigError, XgenError
 
-TOOLS = ("traverse", "interpolate", "arithmetic", "grid", "decision-map", "invert", "neighbours", "activation-max")
+TOOLS = ("traverse", "interpolate", "arithmetic", "grid", "decision-map", "invert", "neighbours", "activation-max", "evaluate")
 DATASETS = ("fashion_mnist", "mnist", "digits")
 
 
@@ -383,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("activation-max", add_help=False,
                    help="activation maximisation of a layer/unit, in pixels or through an image prior "
                         "(xgen explain activation-max --help)")
+    sub.add_parser("evaluate", add_help=False, help="score counterfactuals against baselines (xgen explain evaluate --help)")
     return ap
 
 
@@ -393,6 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from xgen.explain.activation_max import main as activation_max_main
 
         return activation_max_main(argv[1:])
+    if argv and argv[0] == "evaluate":  # its own parser (xgen.explain.evaluate, issue 24)
+        from xgen.explain.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "tool", None):
