@@ -526,6 +526,10 @@ def hydra_error(e: BaseException, overrides: list[str], cfg: Any = None) -> Conf
         avail = [a for a in avail if not a.endswith(":") and "'" not in a]
         return ConfigError(f"{group}: unknown option {name!r}{did_you_mean(name, avail)}"
                            + (f" (choose one of {', '.join(avail)})" if avail else ""))
+    if "Multiple values for callbacks/" in msg:  # two presets combined: callbacks=[gan,fid]
+        return ConfigError("callbacks: presets cannot be combined (each sets the checkpoint and grid callbacks its own "
+                           "way); take one preset and add callbacks to it, e.g. callbacks=gan +callbacks/fid=default "
+                           "(docs/configs.md)")
     if "No match in the defaults list" in msg:  # an unknown config group (modle=vae)
         k = named[0] if named else ", ".join(keys)
         near = did_you_mean(k, GROUPS + ("model/net", "model/latent", "hydra/launcher", "hydra/sweeper"))
