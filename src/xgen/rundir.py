@@ -264,3 +264,37 @@ def check_config_writes(cfg: Any, root: str | Path, file: str | Path) -> None:
     paths = cfg.get("paths") if isinstance(cfg, dict) else None
     if isinstance(paths, dict) and isinstance(paths.get("output_dir"), str) and not is_inside(paths["output_dir"], root):
         raise ConfigError(f"{file}: paths.output_dir is outside the run directory {root}.")
+
+
+def trim_metrics(csv_file: str | Path, global_step: int) -> int:
+    """Drop the rows of a resumed run's ``metrics.csv`` logged after the checkpoint it continues from
+    (``step > global_step``: a killed run logged them, the resumed one logs those steps again). Returns the
+    number of rows dropped; the file is rewritten atomically, a link is never written through."""
+    import csv
+    import io
+
+    f = Path(csv_file)
+    if not f.is_file() or f.is_symlink():
+        return 0
+    try:
+        text = f.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text)))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    if not rows or "step" not in rows[0]:
+        return 0
+    col = rows[0].index("step")
+
+    def after(r: list[str]) -> bool:
+        try:
+            return len(r) > col and int(float(r[col])) > global_step
+        except ValueError:
+            return False
+
+    kept = [rows[0]] + [r for r in rows[1:] if not after(r)]
+    if len(kept) == len(rows):
+        return 0
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(kept)
+    atomic_write_text(f, out.getvalue())
+    return len(rows) - len(kept)

@@ -195,7 +195,12 @@ class Checkpoint(ModelCheckpoint):
         self._last_time = time.monotonic()
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        import warnings
+
+        with warnings.catch_warnings():
+            if trainer.ckpt_path:  # resuming: of course the run's checkpoint folder holds its checkpoints
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
         install_atomic_io(trainer, self.dirpath)
         if trainer.is_global_zero and self.dirpath:
             remove_stale_temps(self.dirpath)
@@ -222,11 +227,20 @@ class Checkpoint(ModelCheckpoint):
                                            "best_model_path": str, "current_score": number, "dirpath": (str, type(None)),
                                            "best_k_models": dict, "kth_best_model_path": str, "kth_value": number,
                                            "last_model_path": str}, "checkpoint", "callbacks/Checkpoint")
+        def here(p: Any) -> Any:  # a moved or copied run: the same file name in this run's own folder
+            if isinstance(p, str) and p and not self._own_file(p) and self.dirpath:
+                q = str(Path(self.dirpath) / Path(p).name)
+                if Path(p).name.endswith(".ckpt") and Path(q).is_file() and self._own_file(q):
+                    return q
+            return p
+
+        for k in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[k] = here(state.get(k))
         dropped = [k for k in ("best_model_path", "kth_best_model_path", "last_model_path")
                    if state.get(k) and not self._own_file(state[k])]
         for k in dropped:
             state[k] = ""
-        best = state.get("best_k_models") or {}
+        best = {here(p): v for p, v in (state.get("best_k_models") or {}).items()}
         kept = {p: v for p, v in best.items() if self._own_file(p) and isinstance(v, number)}
         if len(kept) != len(best):
             dropped.append("best_k_models")

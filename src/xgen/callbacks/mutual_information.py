@@ -13,9 +13,10 @@ the end of each training epoch), ``val/q_acc`` (how often Q's argmax recovers ca
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
 from xgen.errors import ConfigError
 from xgen.losses import info_terms
@@ -23,6 +24,8 @@ from xgen.nets.gan import batch_stats
 from xgen.optim import adam
 from xgen.protocols import Adversarial, HasQ, require
 from xgen.nets.infogan import QHead
+
+log = logging.getLogger("xgen")
 
 
 class MutualInformation(L.Callback):
@@ -61,9 +64,8 @@ class MutualInformation(L.Callback):
         latent = pl_module.latent
         self.enabled = latent.num_codes > 0
         if not self.enabled:
-            rank_zero_warn("callbacks.mutual_information: the model's latent has no codes, nothing to measure; "
-                           "add some to compare with InfoGAN (e.g. model.latent.categorical=[10] "
-                           "model.latent.continuous=2)")
+            log.info("callbacks.mutual_information: the model's latent has no codes, nothing to measure; add some "
+                     "to compare with InfoGAN (e.g. model.latent.categorical=[10] model.latent.continuous=2)")
             return
         if not self._has_q(pl_module) and self.probe is None:
             feat = getattr(pl_module.discriminator, "feature_dim", None)  # a net attribute (xgen.nets.gan.Discriminator)

@@ -155,18 +155,21 @@ def generate_images(model: torch.nn.Module, n: int, batch_size: int = 500, seed:
 
 
 def score(reference: RealReference, generated: Extracted, generated_shape: Sequence[int],
-          metrics: Sequence[str] = ("fid",), kid_subsets: int = 100, kid_subset_size: int = 1000,
+          metrics: Sequence[str] = ("fid",), kid_subsets: int = 100, kid_subset_size: int | None = None,
           is_splits: int = 10, pr_k: int = 3, seed: int = 0) -> dict[str, float]:
     """Scores of generated features against the real reference: keys ``fid``, ``kid``/``kid_std``,
-    ``is``/``is_std``, ``precision``/``recall``, for the ``metrics`` asked for."""
+    ``is``/``is_std``, ``precision``/``recall``, for the ``metrics`` asked for. ``kid_subset_size=None``
+    takes KID's usual 1000, or all samples when there are fewer (an explicit size larger than the
+    samples is shrunk with a warning)."""
     metrics = check_metrics(metrics)
     check_same_shape(reference.image_shape, generated_shape)
     out: dict[str, float] = {}
     if "fid" in metrics:
         out["fid"] = fid_from_stats(reference.stats, GaussianStats.from_features(generated.features, "generated"))
     if "kid" in metrics:
-        out["kid"], out["kid_std"] = kid(reference.features, generated.features, kid_subsets, kid_subset_size,
-                                         seed=seed)
+        size = kid_subset_size if kid_subset_size is not None else min(
+            1000, reference.features.shape[0], generated.features.shape[0])
+        out["kid"], out["kid_std"] = kid(reference.features, generated.features, kid_subsets, size, seed=seed)
     if "is" in metrics:
         splits = max(1, min(int(is_splits), generated.logits.shape[0]))
         out["is"], out["is_std"] = inception_score(generated.logits, splits, seed=seed)
