@@ -16,7 +16,7 @@ def _run(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, list[str]]:
     run_dir = tmp_path / name
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "xgen", "model=infogan", "model/net=infogan_small", "data=digits", "debug=fast",
-           "callbacks=gan", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", *overrides]
+           "callbacks=gan", f"hydra.run.dir={run_dir}", *overrides]  # the preset's own progress bar included
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -84,3 +84,17 @@ def test_player_gradients_are_averaged_over_processes():
     n = len(results[0])
     expected = [[1.5 * (i + 1)] for i in range(n - 1)] + [[(0 + 2.0 * n) / 2]]
     assert results[0] == results[1] == expected
+
+
+@pytest.mark.slow
+def test_readme_ddp_command_with_the_default_callbacks(tmp_path):
+    """`xgen trainer=ddp_cpu data=digits debug=fast` as the README writes it: every default callback,
+    progress bar included (it used to crash on rank 1 reading the bar's totals)."""
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1",
+           "XGEN_OUTPUT": str(tmp_path / "outputs")}
+    proc = subprocess.run([sys.executable, "-m", "xgen", "trainer=ddp_cpu", "data=digits", "debug=fast"], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "train").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and len(summary["devices"]) == 2
