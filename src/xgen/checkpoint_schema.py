@@ -41,7 +41,8 @@ MAX_STR = 1 << 16
 MAX_INT = 1 << 62
 TOP_KEYS = {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "loops", "callbacks",
             "optimizer_states", "lr_schedulers", "hparams_name", "hyper_parameters", "datamodule_hparams_name",
-            "datamodule_hyper_parameters", "xgen_digest", "xgen_class", "xgen_int8", "native_amp_scaling_state"}
+            "datamodule_hyper_parameters", "xgen_digest", "xgen_class", "xgen_int8", "xgen_meta",
+            "native_amp_scaling_state"}
 """Top-level entries xgen and Lightning write; besides these only ``<Name>DataModule`` and
 ``<Name>Precision`` (a data module's and a precision plugin's state, keyed by class name)."""
 DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
@@ -69,12 +70,13 @@ def check_tensor(t: torch.Tensor, source: Any, key: str) -> None:
                           f"{t.untyped_storage().nbytes()} bytes stored.")
 
 
-def check_structure(ckpt: Any, source: Any) -> None:
+def check_structure(ckpt: Any, source: Any, top_keys: bool = True) -> None:
     """Refuse (ConfigError naming the file and the entry) anything but the plain containers and dense
-    tensors a checkpoint is made of; see the module docstring."""
+    tensors a checkpoint is made of; see the module docstring. ``top_keys=False`` for the other weight
+    files xgen reads (shipped classifiers, inversion encoders), whose top level is their own."""
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{source}: not an xgen checkpoint (a {type(ckpt).__name__}, not a mapping).")
-    for k in ckpt:
+    for k in ckpt if top_keys else ():
         if not isinstance(k, str) or not (k in TOP_KEYS or k.endswith(("DataModule", "Precision"))
                                           and k.replace("_", "").isalnum()):
             raise ConfigError(f"{source}: top-level entry {str(k)[:80]!r} is not one xgen or Lightning writes; "

@@ -227,12 +227,15 @@ def check_write_target(path: str | Path, root: str | Path, what: str = "") -> Pa
 
 def check_run_tree(root: str | Path, what: str = "run directory") -> None:
     """Refuse a handed run directory holding a symlink that leads out of it (a write through it, or a
-    resume into it, would change files elsewhere on the machine)."""
+    resume into it, would change files elsewhere on the machine). W&B's ``wandb/`` folder is left to W&B,
+    whose offline runs link their logs to its cache and which replaces those links itself."""
     r = Path(root).expanduser()
     if not r.is_dir():
         return
     seen = 0
     for dirpath, dirnames, filenames in os.walk(r):
+        if Path(dirpath) == r and "wandb" in dirnames:  # W&B's own folder: links it makes and replaces itself
+            dirnames.remove("wandb")
         for name in dirnames + filenames:
             seen += 1
             p = Path(dirpath) / name

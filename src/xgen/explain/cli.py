@@ -62,9 +62,13 @@ def load_classifier(spec: str, dataset: str):
     if not p.is_file():
         raise ConfigError(f"--classifier: {spec}: no such file; use thesis, strong or a classifier weight file")
     try:
-        rec = torch.load(p, map_location="cpu", weights_only=True)
+        rec = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # corrupt, truncated, or a pickle with code in it
         raise ConfigError(f"--classifier: {spec}: not a readable classifier file ({type(e).__name__})") from None
+    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
+
+    check_structure(rec, p, top_keys=False)
+    check_finite(rec, p, ("state_dict",))
     if isinstance(rec, dict) and rec.get("format") == "xgen-classifier/1":
         return shipped_classifier(dataset, weights=str(p))
     from xgen.models import load_model

@@ -224,9 +224,13 @@ def load_encoder(path: str | Path) -> InversionEncoder:
         raise ConfigError(f"encoder: {path}: no such file. Fix: train one with `xgen explain invert --model CKPT "
                           "--out FILE`.")
     try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
+        rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # truncated zip, random bytes, pickles with code
         raise ConfigError(f"encoder: {path}: not a readable inversion encoder ({type(e).__name__}).") from None
+    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
+
+    check_structure(rec, path, top_keys=False)
+    check_finite(rec, path, ("state_dict",))
     if not isinstance(rec, dict) or rec.get("format") != FORMAT or "state_dict" not in rec:
         raise ConfigError(f"encoder: {path}: not an xgen inversion encoder (format {FORMAT!r} expected).")
     try:

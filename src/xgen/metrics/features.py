@@ -169,11 +169,15 @@ def load_classifier_record(path: str | Path) -> dict:
                            "(extractor weights=...), or train one with `python scripts/train_classifiers.py` "
                            f"(shipped: {', '.join(shipped_classifiers()) or 'none'}).")
     try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
+        rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # truncated zip, random bytes, pickle errors
         raise WeightsError(f"{path}: cannot read the classifier weight file ({type(e).__name__}: {e}). It is "
                            "corrupt or not a torch file; re-create it with `python scripts/train_classifiers.py` "
                            "or reinstall xgen.") from None
+    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
+
+    check_structure(rec, path, top_keys=False)
+    check_finite(rec, path, ("state_dict",))
     if not isinstance(rec, dict) or rec.get("format") != "xgen-classifier/1" or "state_dict" not in rec:
         raise WeightsError(f"{path}: not an xgen classifier weight file (no format 'xgen-classifier/1' with a "
                            "state_dict); write it with scripts/train_classifiers.py.")
