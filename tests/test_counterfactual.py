@@ -298,11 +298,14 @@ def test_real_test_images_score_at_the_real_floor_in_the_shipped_fid_features():
 
 
 @pytest.mark.slow
-def test_cli_evaluate_on_the_shipped_infovae(capsys, tmp_path):
+def test_cli_evaluate_on_the_shipped_infovae(capsys, tmp_path, monkeypatch):
     if "infovae" not in shipped_checkpoints():
         pytest.skip("shipped InfoVAE not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     rc = explain_main(["evaluate", "--images", "0-5", "--noise-draws", "1", "--attack-search", "6",
-                       "--train-images", "2000", "--test-images", "2000", "--randomisation", "2", "--out", str(tmp_path)])
+                       "--train-images", "2000", "--test-images", "2000", "--randomisation", "2", "--out", str(tmp_path),
+                       "--wandb", "xgen-test"])
     out = capsys.readouterr().out
     assert rc == 0
     res = json.loads(out[out.index("{\n"):])
@@ -313,6 +316,13 @@ def test_cli_evaluate_on_the_shipped_infovae(capsys, tmp_path):
     for f in ("table_csv", "per_image_csv", "json", "figure", "randomisation_figure", "randomisation_csv"):
         assert (tmp_path / res[f].split("/")[-1]).is_file()
     assert len(res["randomisation"]) == 5 and res["randomisation"][0]["spearman_mean"] == pytest.approx(1.0)
+    # --wandb: one offline run holding the table, the figures and the summary numbers
+    from xgen.utils.wandb_files import read_run
+
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    run = read_run(run_file)
+    keys = {k for h in run["history"] for k in h}
+    assert run["job_type"] == "explain-evaluate" and {"counterfactuals/ncols", "figure/path"} <= keys, keys
 
 
 def test_evaluate_counterfactuals_on_a_beta_vae_scores_its_elbo():

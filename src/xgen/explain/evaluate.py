@@ -360,7 +360,33 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--test-images", type=int, default=0, metavar="N",
                     help="first N other test images as the real reference of the FID and floors (default 0: all)")
     ap.add_argument("--figure-rows", type=int, default=6)
+    ap.add_argument("--wandb", default=None, metavar="PROJECT",
+                    help="also log the table and figures to this W&B project (offline without a network; "
+                         "$WANDB_MODE wins)")
     return ap
+
+
+def log_to_wandb(project: str, res: dict, name: str) -> str:
+    """The evaluation's table (a ``wandb.Table``), its summary numbers and figures as one W&B run, offline
+    where there is no network (:func:`xgen.utils.loggers.wandb_mode`). Returns the run's directory."""
+    import wandb
+
+    from xgen.utils.loggers import wandb_mode
+
+    run = wandb.init(project=project, job_type="explain-evaluate", name=name, mode=wandb_mode(None),
+                     config={"model": name}, reinit=True)
+    try:
+        cols = sorted({k for r in res["table"] for k in r})
+        run.log({"counterfactuals": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in res["table"]]),
+                 "figure": wandb.Image(res["figure"]),
+                 **({"randomisation": wandb.Image(res["randomisation_figure"])} if "randomisation_figure" in res else {})})
+        for r in res["table"]:
+            for k, v in r.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    run.summary[f"{r.get('method')}/{k}"] = v
+        return str(run.dir)
+    finally:
+        run.finish()
 
 
 def _run(args) -> dict:
@@ -426,7 +452,9 @@ def _run(args) -> dict:
         res["faithfulness"] = rc.not_faithful()
     res["table"] = ev.table
     res["notes"] = ev.notes
-    res["wandb"] = "not logged: the explain tools have no logger configuration"
+    if args.wandb:
+        say(f"logging to W&B project {args.wandb}")
+        res["wandb"] = log_to_wandb(args.wandb, res, name)
     res["seconds"] = round(time.perf_counter() - t_start, 1)
     return res
 
