@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -176,16 +176,19 @@ def verify_full_digest(ckpt: Mapping, source: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- values
-def _float_tensors(node: Any, key: str):
-    if isinstance(node, torch.Tensor):
-        if node.is_floating_point():
-            yield key, node
-    elif isinstance(node, Mapping):
+def walk(node: Any, where: str = "", sep: str = "/") -> Iterator[tuple[str, Any]]:
+    """(key path, node) of every mapping/list node and leaf below ``node``, keys joined by ``sep``."""
+    yield where, node
+    if isinstance(node, Mapping):
         for k, v in node.items():
-            yield from _float_tensors(v, f"{key}/{k}" if key else str(k))
+            yield from walk(v, f"{where}{sep}{k}" if where else str(k), sep)
     elif isinstance(node, (list, tuple)):
         for i, v in enumerate(node):
-            yield from _float_tensors(v, f"{key}[{i}]")
+            yield from walk(v, f"{where}[{i}]", sep)
+
+
+def _float_tensors(node: Any, key: str) -> Iterator[tuple[str, torch.Tensor]]:
+    return ((k, t) for k, t in walk(node, key) if isinstance(t, torch.Tensor) and t.is_floating_point())
 
 
 def check_finite(ckpt: Mapping, source: Any, keys: tuple[str, ...] = ("state_dict", "optimizer_states")) -> None:

@@ -72,14 +72,10 @@ def _locate(path: str) -> Any:
 
 
 def _walk(node: Any, where: str) -> Iterator[tuple[str, Any]]:
-    """(key path, node) of every mapping/list node and leaf below ``node``."""
-    yield where, node
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from _walk(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _walk(v, f"{where}[{i}]")
+    """(key path, node) of every mapping/list node and leaf below ``node`` (dotted keys)."""
+    from xgen.checkpoint_schema import walk
+
+    return walk(node, where, ".")
 
 
 def _hint(kind: str, target: str) -> str:
