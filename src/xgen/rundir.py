@@ -234,7 +234,7 @@ def check_run_tree(root: str | Path, what: str = "run directory") -> None:
         return
     seen = 0
     for dirpath, dirnames, filenames in os.walk(r):
-        if Path(dirpath) == r and "wandb" in dirnames:  # W&B's own folder: links it makes and replaces itself
+        if "wandb" in dirnames:  # W&B's own folder (of a run, or of each job of a sweep): links it makes itself
             dirnames.remove("wandb")
         for name in dirnames + filenames:
             seen += 1

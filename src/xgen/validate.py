@@ -551,7 +551,7 @@ def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str |
     from hydra.core.global_hydra import GlobalHydra
 
     if config_dir is None:
-        from xgen.cli import CONFIG_DIR as config_dir  # noqa: N811
+        from xgen.config import CONFIG_DIR as config_dir  # noqa: N811
     ours = [o for o in overrides if not _override_key(o).startswith("hydra")]
     if run_dir is None:
         rd = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "hydra.run.dir"]
