@@ -237,3 +237,34 @@ def test_the_fid_sampler_reads_a_kgan_unchanged():
     g = torch.Generator().manual_seed(5)
     members = torch.cat([model.members_of(model.sample_latent(min(8, 30 - i), generator=g)) for i in range(0, 30, 8)])
     assert set(members.tolist()) == {0, 1, 2}
+
+
+def test_kgan_load_from_checkpoint_goes_through_safe_loading(tmp_path):
+    """KGAN.load_from_checkpoint is xgen's safe loader: a saved k-GAN comes back equal; a crafted file
+    whose hyperparameters name code to run, or whose weights are not finite, is refused before anything
+    is imported or built."""
+    from xgen.safety import add_digest
+
+    torch.manual_seed(0)
+    m = KGAN(image_shape=[1, 8, 8], k=2, latent={"noise": 4})
+    ck = {"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams), "xgen_class": "xgen.models.kgan.KGAN"}
+    add_digest(ck)
+    good = tmp_path / "kgan.ckpt"
+    torch.save(ck, good)
+    back = KGAN.load_from_checkpoint(good)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values())
+               if isinstance(a, torch.Tensor))
+    evil = dict(ck, hyper_parameters={**ck["hyper_parameters"], "generator": {"_target_": "os.system",
+                                                                                "command": "touch /tmp/pwned"}})
+    add_digest(evil)
+    torch.save(evil, tmp_path / "evil.ckpt")
+    with pytest.raises(ConfigError, match="os.system"):
+        KGAN.load_from_checkpoint(tmp_path / "evil.ckpt")
+    sd = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in ck["state_dict"].items()}
+    k0 = next(k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    sd[k0].view(-1)[0] = float("nan")
+    nan = dict(ck, state_dict=sd)
+    add_digest(nan)
+    torch.save(nan, tmp_path / "nan.ckpt")
+    with pytest.raises(ConfigError, match="NaN or inf"):
+        KGAN.load_from_checkpoint(tmp_path / "nan.ckpt")
