@@ -432,7 +432,7 @@ def test_cli_titles_name_both_axes_and_decision_map_pages(capsys, tmp_path):
 
     assert explain_main(["traverse", "--by", "cat0", "--code", "cont1", "--steps", "3", "--out", str(tmp_path)]) == 0
     title = Image.open(tmp_path / "grid_cat0_cont1.png").text["Title"]
-    assert title.startswith("InfoGAN (shipped infogan): cat0 (categorical code 0) down by cont1 (continuous code 1) "
+    assert title.startswith("InfoGAN (shipped infogan, fashion_mnist): cat0 (categorical code 0) down by cont1 (continuous code 1) "
                             "across over [-2, 2]"), title
     capsys.readouterr()
     assert explain_main(["decision-map", "--images", "0-2", "--figure-rows", "2", "--max-step", "3",

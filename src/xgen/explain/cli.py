@@ -127,7 +127,10 @@ def _model_name(args, model) -> str:
     """``InfoGAN (shipped infogan)`` / ``VAE (runs/x/last.ckpt)``: the model class and the checkpoint."""
     from xgen.explain.shipped import SHIPPED
 
-    where = f"shipped {args.model}" if args.model in SHIPPED else Path(args.model).name
+    if args.model in SHIPPED:  # explain_<name>_<dataset>.pt
+        where = f"shipped {args.model}, {Path(SHIPPED[args.model]).stem.split('_', 2)[-1]}"
+    else:
+        where = Path(args.model).name
     return f"{type(model).__name__} ({where})"
 
 
