@@ -45,17 +45,28 @@ def fmt(v: float | str) -> str:
 def grid_figure(images: Tensor, row_values: Sequence[float | str] | None, col_values: Sequence[float | str] | None,
                 ylabel: str, xlabel: str, title: str = "", path: str | Path | None = None,
                 cell_text: Sequence[Sequence[str]] | None = None, marks: Sequence[tuple[int, int]] = (),
-                cell_inches: float = 0.75):
+                cell_inches: float = 0.75, fixed_layout: bool = False, dpi: int = 150):
     """Draw an (R, C) image grid with ticks at each row/column labelled by its code value (or a string).
 
     ``cell_text[r][c]`` is written under each image (Explainability Grids); ``marks`` are (r, c) cells
-    whose right edge is a decision turning point (a red bar between c and c+1).
+    whose right edge is a decision turning point (a red bar between c and c+1). ``fixed_layout`` places
+    the axes by margins computed from the label lengths instead of ``tight_layout`` (half the time:
+    for figures drawn every epoch).
     """
     plt = _mpl()
     r, c, ch, h, w = images.shape
     pad = 2
     text_h = 0.35 if cell_text is not None else 0.0
-    fig, ax = plt.subplots(figsize=(1.4 + c * cell_inches, 1.1 + r * (cell_inches + text_h)))
+    if fixed_layout and cell_text is None:
+        rows_txt = [fmt(v) for v in row_values] if row_values is not None else [str(r - 1)]
+        left = 0.45 + 0.065 * max(len(t) for t in rows_txt) + (0.2 if ylabel else 0.0)
+        lines = wrap(title, left + c * cell_inches).count("\n") + 1 if title else 0
+        top, bottom, right = 0.12 + 0.19 * lines, 0.55 if xlabel else 0.35, 0.15
+        fw, fh = left + c * cell_inches + right, top + bottom + r * cell_inches * h / w
+        fig = plt.figure(figsize=(fw, fh))
+        ax = fig.add_axes((left / fw, bottom / fh, c * cell_inches / fw, r * cell_inches * h / w / fh))
+    else:
+        fig, ax = plt.subplots(figsize=(1.4 + c * cell_inches, 1.1 + r * (cell_inches + text_h)))
     if cell_text is None:
         ax.imshow(mosaic(images, pad), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ys = [i * (h + pad) + h / 2 for i in range(r)]
@@ -92,8 +103,9 @@ def grid_figure(images: Tensor, row_values: Sequence[float | str] | None, col_va
         s.set_visible(False)
     if title:
         ax.set_title(wrap(title, fig.get_figwidth()), fontsize=9)
-    fig.tight_layout()
-    return save(fig, path, title)
+    if not (fixed_layout and cell_text is None):
+        fig.tight_layout()
+    return save(fig, path, title, dpi)
 
 
 def wrap(text: str, width_inches: float, fontsize: float = 9) -> str:
@@ -104,7 +116,7 @@ def wrap(text: str, width_inches: float, fontsize: float = 9) -> str:
     return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
 
 
-def save(fig, path: str | Path | None, title: str = ""):
+def save(fig, path: str | Path | None, title: str = "", dpi: int = 150):
     """Write ``fig`` to ``path`` (folders created; ``title`` also as the PNG's Title text, which image
     viewers and ``PIL.Image.open(path).text`` show) and close it; return the path (or the figure)."""
     if path is None:
@@ -113,7 +125,7 @@ def save(fig, path: str | Path | None, title: str = ""):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"Title": " ".join(title.split())} if title and path.suffix.lower() == ".png" else None
-    fig.savefig(path, dpi=150, metadata=meta)
+    fig.savefig(path, dpi=dpi, metadata=meta)
     plt.close(fig)
     return path
 
