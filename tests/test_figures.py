@@ -50,6 +50,11 @@ def test_training_grids_are_labelled_figures_beside_the_raw_grids(tmp_path):
             # the bare make_grid tiling stays available (human-eval cuts tiles out of it): 2 rows of 8 tiles
             rows = 2 if name == "samples" else 4  # reconstructions: each row of originals above its reconstructions
             assert Image.open(d / "raw" / f"{name}_{when}.png").size == (8 * 30 + 2, rows * 30 + 2)
+    # xgen human-eval on a run without a checkpoint cuts its tiles out of the raw grids, not the figures
+    from xgen.human_eval.images import run_images
+
+    got = run_images(tmp_path, 16, data="digits")
+    assert len(got.fake) == 16 and got.source.startswith("samples ") and "_final.png" in got.source
 
 
 def test_traversal_grid_labels_name_the_codes_and_their_values():

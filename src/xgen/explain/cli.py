@@ -195,6 +195,8 @@ def cmd_arithmetic(args) -> int:
     clf = as_classifier(load_classifier(args.classifier, args.data), model)
     if args.group and args.concept:
         raise ConfigError("--group and --concept: use one kind of group (class names, or indices)")
+    if args.images and not args.group:
+        raise ConfigError("--images: give the test images of each concept with --group NAME=i,j,k")
     groups, info, titles = {}, {}, {}
     if args.images:
         from xgen.protocols import Encodes, require
