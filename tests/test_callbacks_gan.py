@@ -154,7 +154,7 @@ def test_sample_grids_traversal_one_row_per_category(tmp_path):
     grids = SampleGrids(every_n_epochs=1, num_samples=16, nrow=4, traversal_steps=10)
     trainer = _trainer([grids], max_epochs=1, limit_train_batches=2, limit_val_batches=1, default_root_dir=str(tmp_path))
     trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
-    path = tmp_path / "samples" / "traversal_final.png"
+    path = tmp_path / "samples" / "raw" / "traversal_final.png"  # the bare grid (samples/*.png: labelled figures)
     assert path.is_file() and (tmp_path / "samples" / "traversal_epoch000.png").is_file()
     w, h = Image.open(path).size
     assert (w, h) == (10 * 30 + 2, 10 * 30 + 2)  # 10 columns (continuous steps) x 10 rows (categories), 2 px padding

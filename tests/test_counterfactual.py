@@ -11,6 +11,7 @@ so its rank correlation under randomisation has a closed form.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -319,7 +320,7 @@ def test_cli_evaluate_on_the_shipped_infovae(capsys, tmp_path, monkeypatch):
     # --wandb: one offline run holding the table, the figures and the summary numbers
     from xgen.utils.wandb_files import read_run
 
-    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    (run_file,) = Path(res["wandb"]).parent.glob("run-*.wandb")
     run = read_run(run_file)
     keys = {k for h in run["history"] for k in h}
     assert run["job_type"] == "explain-evaluate" and {"counterfactuals/ncols", "figure/path"} <= keys, keys

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -343,3 +344,101 @@ def test_shipped_inversion_encoder_reconstructs_test_images(capsys, tmp_path):
     out = capsys.readouterr().out
     summary = json.loads(out[out.index("{\n"):])
     assert summary["images"] == 4 and summary["settings"]["model"] == "InvertedGAN"
+
+
+# ============================================================================ figures say what they show
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_decision_map_figure_has_a_row_and_a_colour_bar_per_image_and_pages(tmp_path):
+    m, clf = CopyVAE(LatentSpec(noise=2, categorical=[], continuous=0)), PixelClassifier(0)
+    x = torch.linspace(-1.5, -0.1, 10).view(10, 1, 1, 1).repeat(1, 1, 1, 2)
+    dm = decision_maps(m, clf, x, max_step=2.0)
+    fig = dm.figure()  # every image asked for: 10 rows of original, reconstruction, counterfactual, map
+    try:
+        panels = [ax for ax in fig.axes if ax.get_images()]
+        bars = [ax for ax in fig.axes if ax.get_ylabel() == "Δ pixel value (0–1 scale)"]
+        assert len(panels) == 10 * 4 and len(bars) == 10 and len(fig.axes) == 50
+        assert [ax.get_xlabel().split(" (")[0] for ax in panels[::4]] == [f"test #{i}" for i in range(10)]
+        assert "all 10 images" in fig._suptitle.get_text()
+    finally:
+        _close(fig)
+    pages = dm.figures(tmp_path / "dm.png", per_page=6)
+    assert [p.name for p in pages] == ["dm_page1of2.png", "dm_page2of2.png"]
+    assert "images 7-10 of 10" in __import__("PIL.Image", fromlist=["Image"]).open(pages[1]).text["Title"]
+    assert [p.name for p in dm.figures(tmp_path / "one.png", per_page=10)] == ["one.png"]
+
+
+def test_interpolation_rows_say_a_to_b_not_a_path_index():
+    m = CopyDecoder(LatentSpec(noise=3, categorical=[], continuous=0))
+    t = interpolate(m, torch.zeros(3), torch.ones(3), steps=4)
+    assert t.row_axis == "" and t.row_values == ["a → b"] and t.col_axis.startswith("t (linear interpolation: 0 = latent a")
+    fig = t.figure()
+    try:
+        (ax,) = fig.axes
+        assert ax.get_ylabel() == "" and [lab.get_text() for lab in ax.get_yticklabels()] == ["a → b"]
+        assert [lab.get_text() for lab in ax.get_xticklabels()] == ["0", "0.33", "0.67", "1"]
+    finally:
+        _close(fig)
+
+
+def test_concept_latents_are_the_most_confident_draws_of_the_named_class():
+    from xgen.explain.traversals import concept_latents
+
+    m = CopyDecoder(LatentSpec(noise=3, categorical=[], continuous=0))
+    clf = ExplainedClassifier(PixelClassifier(0, scale=4.0), class_names=["low", "high"])
+    groups, info = concept_latents(m, clf, {"a": "high", "b": "0"}, per_concept=3, bank=50, seed=2)
+    bank = m.latent.sample(50, generator=torch.Generator().manual_seed(2))
+    # class high iff pixel 0 > 0; its probability rises with pixel 0: the 3 largest / 3 smallest draws
+    assert torch.equal(groups["a"], bank[bank[:, 0].argsort(descending=True)[:3]])
+    assert torch.equal(groups["b"], bank[bank[:, 0].argsort()[:3]])
+    assert info["a"]["class"] == "high" and info["b"]["class"] == "low"
+    assert info["a"]["draws_of_class"] + info["b"]["draws_of_class"] == 50
+    a = latent_arithmetic(m, groups, {"a": 1.0, "b": -1.0}, n=5, noise_std=0.0, group_titles={"a": "high", "b": "low"})
+    read = a.classify(clf)
+    assert read["groups"] == {"a": ["high"] * 3, "b": ["low"] * 3} and read["results"] == ["high"] * 5
+    assert a.expression() == "high − low"
+    assert torch.allclose(a.mean_images["a"].flatten(), groups["a"].mean(0))
+    fig = a.figure()
+    try:  # one row per concept (3 samples + decode(mean)) and the 5 results
+        assert len([ax for ax in fig.axes if ax.get_images()]) == 4 + 4 + 5
+        assert fig.axes[0].get_ylabel() == "+1 × a\nhigh"
+    finally:
+        _close(fig)
+    with pytest.raises(ConfigError, match=r"--concept: 'boot' is not a class of the classifier; its classes are 0=low, 1=high"):
+        concept_latents(m, clf, {"a": "boot"}, bank=10)
+    with pytest.raises(ConfigError, match=r"only \d+ of 4 prior draws are classified as high, 5 needed"):
+        concept_latents(m, clf, {"a": "high"}, per_concept=5, bank=4)
+
+
+@needs_shipped
+def test_cli_arithmetic_on_named_classes(capsys, tmp_path):
+    argv = ["arithmetic", "--concept", "a=Pullover", "--concept", "b=t-shirt/top", "--concept", "c=3",
+            "--bank", "256", "--out", str(tmp_path)]
+    assert explain_main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["expression"] == "Pullover − T-shirt/top + Dress"
+    assert out["classifier_reads"]["groups"] == {"a": ["Pullover"] * 3, "b": ["T-shirt/top"] * 3, "c": ["Dress"] * 3}
+    assert all(p > 0.5 for g in out["groups"].values() for p in g["probabilities"])
+    assert len(out["classifier_reads"]["results"]) == 9 and (tmp_path / "arithmetic.png").is_file()
+
+
+@needs_shipped
+def test_cli_titles_name_both_axes_and_decision_map_pages(capsys, tmp_path):
+    from PIL import Image
+
+    assert explain_main(["traverse", "--by", "cat0", "--code", "cont1", "--steps", "3", "--out", str(tmp_path)]) == 0
+    title = Image.open(tmp_path / "grid_cat0_cont1.png").text["Title"]
+    assert title.startswith("InfoGAN (shipped infogan, fashion_mnist): cat0 (categorical code 0) down by cont1 (continuous code 1) "
+                            "across over [-2, 2]"), title
+    capsys.readouterr()
+    assert explain_main(["decision-map", "--images", "0-2", "--figure-rows", "2", "--max-step", "3",
+                         "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{\n"):])
+    assert summary["images"] == 3 and [Path(p).name for p in summary["figures"]] == \
+        ["decision_maps_page1of2.png", "decision_maps_page2of2.png"]
+    assert "figure: all 3 images, 2 page(s) of up to 2 rows" in out

@@ -157,11 +157,19 @@ def test_template_shapes_and_value_range(name, trained):
 
 
 # ------------------------------------------------------------------------------------------ refusals
+def _resave(ckpt: dict, dst: Path) -> Path:
+    """Save a modified checkpoint with its whole-file digest recomputed, as a crafter would (the digest
+    catches corruption; what follows must refuse the content itself)."""
+    from xgen.checkpoint_schema import add_full_digest
+
+    torch.save(add_full_digest(ckpt), dst)
+    return dst
+
+
 def _checkpoint_naming(src: Path, dst: Path, target: str) -> Path:
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     ckpt["xgen_class"] = target
-    torch.save(ckpt, dst)
-    return dst
+    return _resave(ckpt, dst)
 
 
 SENTINEL = "xgen_template_sentinel"
@@ -227,7 +235,7 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(tmp_path):
     pickle.loads(pickle.dumps(_Payload()))  # the payload is live: unpickling it without care calls it
     assert CALLS == [("echo pwned",)]
     CALLS.clear()
-    with pytest.raises(ConfigError, match="payload.ckpt: not a readable xgen checkpoint"):
+    with pytest.raises(ConfigError, match="payload.ckpt: not an xgen checkpoint .*nothing in it was run"):
         load_model(p)
     assert CALLS == []
 
@@ -252,7 +260,7 @@ def test_truncated_corrupt_or_empty_files_give_a_config_error(trained, tmp_path)
         load_model(tmp_path / "nostate.ckpt")
     ck = torch.load(ckpt, map_location="cpu", weights_only=True)
     ck["hyper_parameters"]["n_critic"] = 0
-    torch.save(ck, tmp_path / "badhp.ckpt")
+    _resave(ck, tmp_path / "badhp.ckpt")
     with pytest.raises(ConfigError, match="hyperparameters do not build a GAN"):
         load_model(tmp_path / "badhp.ckpt")
 

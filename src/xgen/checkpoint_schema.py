@@ -118,7 +118,7 @@ def check_structure(ckpt: Any, source: Any, top_keys: bool = True) -> None:
     for k in ("epoch", "global_step"):
         if k in ckpt and not (isinstance(ckpt[k], int) and not isinstance(ckpt[k], bool) and ckpt[k] >= 0):
             raise ConfigError(f"{source}: entry {k!r} must be an integer >= 0, got {str(ckpt[k])[:40]!r}.")
-    if not isinstance(ckpt.get("state_dict"), Mapping):
+    if top_keys and not isinstance(ckpt.get("state_dict"), Mapping):
         raise ConfigError(f"{source}: not an xgen checkpoint (no state_dict).")
 
 

@@ -480,19 +480,29 @@ def curves_figure(rows: Sequence[dict[str, Any]], problems: Problems | None = No
     palette = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     colours = {r["id"]: palette[i % len(palette)] for i, r in enumerate(rows)}
     keys = sorted(series)
+    epochs = sorted({p[0] for per_job in series.values() for pts in per_job.values() for p in pts})
     fig, axs = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axs[0], keys):
         jobs = sorted(series[k].items(), key=lambda t: (len(t[0]), t[0]))
         for job, pts in jobs:
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=colours.get(job),
-                    label=labels.get(job, plot_label(job)))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) == 1 else ".",
+                    color=colours.get(job), label=labels.get(job, plot_label(job)))
         ax.set_xlabel("epoch")
         ax.set_ylabel(k)
         ax.set_title(k)
         ax.grid(alpha=0.3)
+        # epochs are whole numbers: integer ticks, and one epoch gets a unit-wide axis around it (the
+        # automatic limits of a single x value are ±0.04, with fractional ticks)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        if epochs[0] == epochs[-1]:
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
         if len(jobs) <= MAX_LEGEND:
             ax.legend(fontsize=7)
+    n_ep = len(epochs)
+    fig.suptitle(f"Per-epoch metrics of {len(rows)} job(s), {n_ep} epoch{'s' if n_ep != 1 else ''} logged"
+                 + (" (one point per job)" if n_ep == 1 else ""), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -403,8 +403,9 @@ def nearest_feature_distance(images_unit: Tensor, reference_unit: Tensor, embed:
     return best.values.float(), best.indices
 
 
-def save_figure(results: Sequence[ActMaxResult], path: str | Path, title: str = "") -> Path:
-    """One row of snapshots per search (labelled with the step), and the activation curves below."""
+def save_figure(results: Sequence[ActMaxResult], path: str | Path, title: str = "", unit_name: str = "") -> Path:
+    """One row of snapshots per search (labelled with the step), and the activation curves below;
+    ``unit_name`` says what the maximised unit is (e.g. ``fc2[3] = logit of class 'Dress'``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -418,8 +419,8 @@ def save_figure(results: Sequence[ActMaxResult], path: str | Path, title: str = 
             ax = fig.add_subplot(gs[r_i, s_i])
             ax.set_xticks([]), ax.set_yticks([])
             if s_i < len(r.snapshots):
-                img = r.snapshots[s_i]
-                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+                img = r.snapshots[s_i].detach().float().cpu()
+                ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(), cmap="gray", vmin=0, vmax=1)
                 ax.set_title(f"step {r.snapshot_steps[s_i]}", fontsize=7)
             if s_i == 0:
                 ax.set_ylabel(r.method, fontsize=8)
@@ -428,7 +429,8 @@ def save_figure(results: Sequence[ActMaxResult], path: str | Path, title: str = 
         ax.plot(range(len(r.activation)), r.activation, label=r.method)
     unit = results[0].unit
     ax.set_xlabel("optimisation step")
-    ax.set_ylabel(f"mean activation\n{results[0].layer}" + (f"[{unit}]" if unit is not None else ""), fontsize=8)
+    ax.set_ylabel("mean activation\n" + (unit_name or f"{results[0].layer}" + (f"[{unit}]" if unit is not None else "")),
+                  fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     if title:
@@ -462,8 +464,46 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--tv", type=float, default=0.05)
     ap.add_argument("--jitter", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="activation_max.png", help="figure path (a .json of the curve is written beside it)")
+    ap.add_argument("--out", default=DEFAULT_OUT,
+                    help=f"output folder (default {DEFAULT_OUT}, as every xgen explain tool): "
+                         "<prefix>activation_max.png and the curve's .json")
+    ap.add_argument("--prefix", default="", help="prefix of the output file names")
     return ap
+
+
+DEFAULT_OUT = "xgen_explain/activation-max"
+
+
+def output_paths(out: str, prefix: str = "") -> tuple[Path, Path]:
+    """(figure, json) under the output folder ``out``; a file name given as ``--out`` is refused."""
+    p = Path(out)
+    if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".json"):
+        raise ConfigError(f"--out: {out!r} looks like a file; --out is the output folder (default {DEFAULT_OUT}), "
+                          f"the figure is written as <out>/{prefix}activation_max.png. Fix: --out {p.parent / p.stem}")
+    return p / f"{prefix}activation_max.png", p / f"{prefix}activation_max.json"
+
+
+def unit_description(net: nn.Module, layer: str, unit: int | None) -> str:
+    """``fc2[3] = logit of class 'Dress'`` when ``layer`` is the output (logit) layer of a network with
+    ``class_names``; ``fc2[3]`` / ``fc1`` (all units) otherwise."""
+    base = f"{layer or 'output'}" + (f"[{unit}]" if unit is not None else " (all units)")
+    names = getattr(net, "class_names", None)
+    shape = getattr(net, "image_shape", None)
+    if unit is None or not names or shape is None:
+        return base
+    target = resolve_module(net, layer)
+    box: dict = {}
+    h = target.register_forward_hook(lambda _m, _i, out: box.__setitem__("out", _first_tensor(out)))
+    try:
+        with torch.no_grad():
+            final = net(torch.zeros(1, *shape, device=next(net.parameters()).device))
+    finally:
+        h.remove()
+    out = box.get("out")
+    if out is not None and tuple(out.shape) == tuple(final.shape) and final.shape[-1] == len(names) \
+            and 0 <= unit < len(names):
+        return f"{base} = logit of class {unit} '{names[unit]}'"
+    return base
 
 
 def _checkpoint(path: str) -> Path:
@@ -484,6 +524,12 @@ def load_net(spec: str, part: str = "") -> nn.Module:
         ext = ClassifierExtractor(dataset=bits[1], arch=bits[2] if len(bits) > 2 else "strong")
         net = ext.net.eval()
         net.image_shape = ext.image_shape  # the input size the pixel-space search starts from
+        if ext.record.get("dataset") == "fashion_mnist":
+            from xgen.explain.common import FASHION_MNIST_CLASSES
+
+            net.class_names = list(FASHION_MNIST_CLASSES)  # the figure names the class a logit unit stands for
+        elif int(ext.record.get("num_classes", 0)) == 10 and ext.record.get("dataset") in ("mnist", "digits"):
+            net.class_names = [str(i) for i in range(10)]
         return net
     from xgen.models import load_model  # the registry loader (the CLI layer; library functions take modules)
 
@@ -497,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        fig_path, json_path = output_paths(args.out, args.prefix)
         net = load_net(args.net, args.part)
         shape = getattr(net, "image_shape", None)  # any nn.Module: a user network may not declare its input size
         if args.method == "pixels":
@@ -520,11 +567,15 @@ def main(argv: list[str] | None = None) -> int:
             prior, _ = train_feature_prior(net, args.feature_layer, images, epochs=args.prior_epochs, seed=args.seed,
                                            log=lambda m: print(m, flush=True))
             res = maximize_feature_prior(net, args.layer, prior, args.unit, args.steps, args.lr, seed=args.seed)
-        out = save_figure([res], args.out, f"{args.net} {args.layer}" + (f"[{args.unit}]" if args.unit is not None else ""))
-        Path(out).with_suffix(".json").write_text(json.dumps(
-            {"method": res.method, "layer": res.layer, "unit": res.unit, "activation": res.activation,
+        what = unit_description(net, args.layer, args.unit)
+        out = save_figure([res], fig_path, f"Activation maximisation ({res.method}, {args.steps} steps) of {args.net}: "
+                          f"{what}", unit_name=what)
+        json_path.write_text(json.dumps(
+            {"method": res.method, "layer": res.layer, "unit": res.unit, "unit_description": what,
+             "activation": res.activation,
              "snapshot_steps": res.snapshot_steps, **res.extra}, indent=2) + "\n")
-        print(f"activation {res.activation[0]:.4g} -> {res.activation[-1]:.4g} in {args.steps} steps; figure {out}")
+        print(f"activation {res.activation[0]:.4g} -> {res.activation[-1]:.4g} in {args.steps} steps; figure {out}, "
+              f"curve {json_path}")
         return 0
     except XgenError as e:
         print(f"xgen explain activation-max: error: {e}", file=sys.stderr)

@@ -22,6 +22,8 @@ from xgen.errors import ConfigError, XgenError
 
 TOOLS = ("traverse", "interpolate", "arithmetic", "grid", "decision-map", "invert", "neighbours", "activation-max", "evaluate")
 DATASETS = ("fashion_mnist", "mnist", "digits")
+# the default concepts of `xgen explain arithmetic`: classes 9 - 7 + 5 (Fashion-MNIST: ankle boot - sneaker + sandal)
+DEFAULT_CONCEPTS = ("a=9", "b=7", "c=5")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,6 +127,17 @@ def _out(args, name: str) -> Path:
     return p / name
 
 
+def _model_name(args, model) -> str:
+    """``InfoGAN (shipped infogan)`` / ``VAE (runs/x/last.ckpt)``: the model class and the checkpoint."""
+    from xgen.explain.shipped import SHIPPED
+
+    if args.model in SHIPPED:  # explain_<name>_<dataset>.pt
+        where = f"shipped {args.model}, {Path(SHIPPED[args.model]).stem.split('_', 2)[-1]}"
+    else:
+        where = Path(args.model).name
+    return f"{type(model).__name__} ({where})"
+
+
 def _print(obj) -> None:
     print(json.dumps(obj, indent=1, default=str))
 
@@ -144,8 +157,10 @@ def cmd_traverse(args) -> int:
     else:
         t = traverse(model, args.code, steps=args.steps, span=span, rows=args.rows, seed=args.seed)
         name = f"traverse_{args.code}.png"
-    path = t.figure(_out(args, args.prefix + name), title=f"{type(model).__name__}: {t.col_axis} over "
-                    f"[{span[0]:g}, {span[1]:g}]")
+    what = (f"{t.row_axis} down by {t.col_axis} across over [{span[0]:g}, {span[1]:g}], the rest one prior draw "
+            f"(seed {args.seed})" if args.by else
+            f"{t.col_axis} over [{span[0]:g}, {span[1]:g}], one row per prior draw (seed {args.seed})")
+    path = t.figure(_out(args, args.prefix + name), title=f"{_model_name(args, model)}: {what}")
     _print({"figure": str(path), "rows": t.row_axis, "cols": t.col_axis, "col_values": t.col_values})
     return 0
 
@@ -164,30 +179,37 @@ def cmd_interpolate(args) -> int:
             i, j = ij
             xs = _images_in_range(x[[i, j]], model.value_range)
             t = interpolate_images(model, xs[0], xs[1], args.steps, method)
-            title = f"{method} interpolation between test images #{i} and #{j}"
+            t.row_values = [f"test #{i} → #{j}"]
+            title = f"{_model_name(args, model)}: {method} interpolation between {args.data} test images #{i} and #{j}"
         else:
             g = torch.Generator().manual_seed(args.seed)
             a, b = model.latent.sample(2, generator=g)
             t = interpolate(model, a, b, args.steps, method)
-            title = f"{method} interpolation between two prior draws (seed {args.seed})"
+            title = f"{_model_name(args, model)}: {method} interpolation between two prior draws a, b (seed {args.seed})"
         paths[method] = str(t.figure(_out(args, f"{args.prefix}interpolate_{method}.png"), title=title))
     _print({"figures": paths})
     return 0
 
 
 def cmd_arithmetic(args) -> int:
-    from xgen.explain.traversals import latent_arithmetic
+    from xgen.explain.common import as_classifier
+    from xgen.explain.traversals import concept_latents, latent_arithmetic
 
     model = load_explain_model(args.model, args.encoder, args.refine_steps)
-    groups = {}
+    clf = as_classifier(load_classifier(args.classifier, args.data), model)
+    if args.group and args.concept:
+        raise ConfigError("--group and --concept: use one kind of group (class names, or indices)")
+    if args.images and not args.group:
+        raise ConfigError("--images: give the test images of each concept with --group NAME=i,j,k")
+    groups, info, titles = {}, {}, {}
     if args.images:
         from xgen.protocols import Encodes, require
 
         require(model, Encodes, "arithmetic on images", "Fix: use a VAE, or a GAN with --encoder.")
-        x, _ = load_split(args.data, "test", args.data_root)
-    else:
+        x, y = load_split(args.data, "test", args.data_root)
+    elif args.group:
         bank = model.latent.sample(args.bank, generator=torch.Generator().manual_seed(args.seed))
-    for spec in args.group:
+    for spec in args.group or []:
         name, _, rest = spec.partition("=")
         if not name or not rest:
             raise ConfigError(f"--group: {spec!r}; write NAME=i,j,k")
@@ -195,17 +217,36 @@ def cmd_arithmetic(args) -> int:
             idx = parse_indices(rest, len(x), "--group")
             with torch.no_grad():
                 groups[name] = model.encode(_images_in_range(x[idx], model.value_range)).mean.cpu()
+            info[name] = {"test_images": idx, "labels": [clf.name_of(int(v)) for v in y[idx]]}
+            titles[name] = f"test #{rest}"
         else:
             idx = parse_indices(rest, args.bank, "--group")
             groups[name] = bank[idx]
+            info[name] = {"draws": idx}
+            titles[name] = f"prior draws {rest}"
+    if not args.group:
+        concepts = {}
+        for spec in args.concept or DEFAULT_CONCEPTS:
+            name, _, cls = spec.partition("=")
+            if not name or not cls:
+                raise ConfigError(f"--concept: {spec!r}; write NAME=CLASS (a class name of the classifier or its index)")
+            concepts[name] = cls
+        groups, info = concept_latents(model, clf, concepts, args.per_concept, args.bank, args.seed)
+        titles = {n: v["class"] for n, v in info.items()}
     sub_names = args.sub if args.sub is not None else list(groups)[1::2]
     unknown = [n for n in sub_names if n not in groups]
     if unknown:
         raise ConfigError(f"--sub: no group named {unknown[0]!r} (groups: {', '.join(groups)})")
     coefs = {n: (-1.0 if n in sub_names else 1.0) for n in groups}
-    a = latent_arithmetic(model, groups, coefs, n=args.n, noise_std=args.noise_std, seed=args.seed)
-    path = a.figure(_out(args, f"{args.prefix}arithmetic.png"))
-    _print({"figure": str(path), "coefficients": coefs})
+    a = latent_arithmetic(model, groups, coefs, n=args.n, noise_std=args.noise_std, seed=args.seed,
+                          group_titles=titles)
+    read = a.classify(clf)
+    path = a.figure(_out(args, f"{args.prefix}arithmetic.png"),
+                    title=f"{_model_name(args, model)}: {a.expression()}\nmean of "
+                          f"{'/'.join(sorted({str(len(g)) for g in groups.values()}))} samples per concept; {args.n} results "
+                          f"with N(0, {args.noise_std:g}²) noise on the noise part; captions: {args.classifier} classifier")
+    _print({"figure": str(path), "expression": a.expression(), "coefficients": coefs, "groups": info,
+            "classifier_reads": read})
     return 0
 
 
@@ -237,7 +278,7 @@ def cmd_decision_map(args) -> int:
     dm = decision_maps(model, clf, _images_in_range(x[idx], model.value_range), direction=args.direction,
                        gradient=args.gradient, delta=args.delta, step=args.step, max_step=args.max_step,
                        normalize=not args.raw, labels=y[idx], indices=idx)
-    png = dm.figure(_out(args, f"{args.prefix}decision_maps.png"), rows=args.figure_rows)
+    pngs = dm.figures(_out(args, f"{args.prefix}decision_maps.png"), per_page=args.figure_rows)
     js = dm.save_json(_out(args, f"{args.prefix}decision_maps.json"))
     cs = dm.save_csv(_out(args, f"{args.prefix}decision_maps.csv"))
     mp = dm.save_maps(_out(args, f"{args.prefix}decision_maps.pt"))
@@ -247,8 +288,10 @@ def cmd_decision_map(args) -> int:
                   f"{dm.class_names[r.new_class]} ({r.new_prob:.2f}) at λ={r.step:.1f}")
         else:
             print(f"#{r.index}: {dm.class_names[r.original_class]} ({r.original_prob:.2f}): {r.note}")
-    _print({"figure": str(png), "json": str(js), "csv": str(cs), "maps": str(mp), **dm.summary(),
-            "seconds": round(time.perf_counter() - t0, 2)})
+    print(f"figure: all {len(dm.results)} images, {len(pngs)} page(s) of up to {args.figure_rows} rows "
+          "(--figure-rows): " + ", ".join(str(p) for p in pngs))
+    _print({"figure": str(pngs[0]), "figures": [str(p) for p in pngs], "json": str(js), "csv": str(cs),
+            "maps": str(mp), **dm.summary(), "seconds": round(time.perf_counter() - t0, 2)})
     return 0
 
 
@@ -272,7 +315,7 @@ def cmd_invert(args) -> int:
     scores = {"encoder": reconstruction_error(InvertedGAN(model, enc), xt)}
     if args.refine_steps:
         scores[f"refined_{args.refine_steps}"] = reconstruction_error(InvertedGAN(model, enc, args.refine_steps), xt)
-    path = save_encoder(args.out_file, enc, gan=str(args.model), steps=args.steps, real=args.real,
+    path = save_encoder(args.out_file or _out(args, f"{args.prefix}inversion_encoder.pt"), enc, gan=str(args.model), steps=args.steps, real=args.real,
                         test_reconstruction=scores)
     _print({"encoder": str(path), "test_reconstruction_mse": scores, "seconds": round(time.perf_counter() - t0, 1)})
     return 0
@@ -331,16 +374,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10)
     p.set_defaults(func=cmd_interpolate)
 
-    p = sub.add_parser("arithmetic", help="latent vector arithmetic (report fig. 1.4)")
-    common(p, "infogan", encoder=True)
+    p = sub.add_parser("arithmetic", help="latent vector arithmetic on named concepts (report fig. 1.4)")
+    common(p, "infogan", classifier=True, encoder=True)
+    p.add_argument("--concept", action="append", default=None,
+                   help="NAME=CLASS: a concept by a class of the classifier (name, e.g. Sandal, or index); its "
+                        "--per-concept most confident prior draws of that class are averaged (repeatable; "
+                        "default a=9 b=7 c=5: Ankle boot - Sneaker + Sandal)")
     p.add_argument("--group", action="append", default=None,
-                   help="NAME=i,j,k: indices into --bank prior draws, or into the test split with --images "
-                        "(repeatable; default a=0,1,2 b=3,4,5 c=6,7,8)")
+                   help="NAME=i,j,k: a concept by indices into --bank prior draws, or into the test split "
+                        "with --images (repeatable; instead of --concept)")
     p.add_argument("--sub", nargs="*", default=None, help="groups subtracted (default: every second: a - b + c)")
-    p.add_argument("--images", action="store_true", help="groups index encoded test images")
-    p.add_argument("--bank", type=int, default=64, help="prior draws the group indices refer to")
+    p.add_argument("--images", action="store_true", help="--group indexes encoded test images")
+    p.add_argument("--per-concept", type=int, default=3, help="samples averaged per --concept (report: 3)")
+    p.add_argument("--bank", type=int, default=512, help="prior draws the concepts are picked from / --group indexes")
     p.add_argument("--n", type=int, default=9)
-    p.add_argument("--noise-std", type=float, default=0.1)
+    p.add_argument("--noise-std", type=float, default=0.5,
+                   help="std of the noise added to the result's noise part for each of the --n images")
     p.set_defaults(func=cmd_arithmetic)
 
     p = sub.add_parser("grid", help="InfoGAN Explainability Grid (thesis §4.5.1)")
@@ -361,12 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, default=0.1, help="λ increment (fig. 4.16)")
     p.add_argument("--max-step", type=float, default=10.0, help="λ bound (fig. 4.16: λ < 10)")
     p.add_argument("--raw", action="store_true", help="use the raw gradient (thesis) instead of a unit direction")
-    p.add_argument("--figure-rows", type=int, default=8)
+    p.add_argument("--figure-rows", type=int, default=8,
+                   help="images (rows) per figure page; more images make more pages (default 8)")
     p.set_defaults(func=cmd_decision_map)
 
     p = sub.add_parser("invert", help="train an inversion encoder for a GAN")
     common(p, "infogan")
-    p.add_argument("--out-file", default="xgen_explain/inversion_encoder.pt")
+    p.add_argument("--out-file", default=None,
+                   help="encoder file (default <--out>/<prefix>inversion_encoder.pt, i.e. xgen_explain/invert/)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -406,8 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not getattr(args, "tool", None):
             raise _Usage(f"choose a tool: {', '.join(TOOLS)}")
-        if args.tool == "arithmetic" and not args.group:
-            args.group = ["a=0,1,2", "b=3,4,5", "c=6,7,8"]
         return int(args.func(args))
     except (_Usage, XgenError) as e:
         print(f"xgen explain: error: {e}", file=sys.stderr)

@@ -111,12 +111,16 @@ class DecisionMaps:
                     "reconstructions": self.reconstructions, "index": [r.index for r in self.results]}, path)
         return path
 
-    def figure(self, path: str | Path | None = None, rows: int = 8, title: str = ""):
-        """Per image: original, reconstruction, counterfactual, and the map beside them, with both
-        classes and their probabilities."""
+    def figure(self, path: str | Path | None = None, rows: int | None = None, title: str = "", start: int = 0):
+        """Per image: original, reconstruction, counterfactual, and the map beside them (with a colour
+        bar in pixel units), with both classes and their probabilities; images ``start`` to
+        ``start + rows`` (default: every image, one row each)."""
         vr, names = self.value_range, self.class_names
+        n = len(self.results)
+        stop = n if rows is None else min(n, start + int(rows))
         panels = []
-        for i, r in enumerate(self.results[:rows]):
+        for i in range(start, stop):
+            r = self.results[i]
             lab = f" (label {names[r.label]})" if r.label is not None else ""
             orig = (to_unit(self.images[i], vr), f"test #{r.index}{lab}"[:34])
             rec = (to_unit(self.reconstructions[i], vr), f"{names[r.original_class]} p={r.original_prob:.2f}")
@@ -129,11 +133,26 @@ class DecisionMaps:
                 hm = (self.maps[i].numpy(), f"at the λ bound, max|Δ| = {r.map_max:.2f}")
             panels.append([orig, rec, cf, hm])
         d = self.settings.get("direction", "lower")
-        title = title or (f"Decision maps ({d} p(class), {self.settings.get('gradient')} gradient): "
-                          f"{sum(r.flipped for r in self.results)}/{len(self.results)} flipped")
+        shown = f"images {start + 1}-{stop} of {n}" if (start, stop) != (0, n) else f"all {n} images"
+        title = title or (f"{self.settings.get('model', 'model')} decision maps ({d} p(class), "
+                          f"{self.settings.get('gradient')} gradient): "
+                          f"{sum(r.flipped for r in self.results)}/{n} flipped; {shown}")
         return image_rows_figure(panels, path, col_titles=["original", "reconstruction", "counterfactual",
-                                                           "map (red: brighter)"],
-                                 title=title, heat_cols=[3])
+                                                           "map = counterfactual\n− reconstruction"],
+                                 title=title, heat_cols=[3], heat_label="Δ pixel value (0–1 scale)")
+
+    def figures(self, path: str | Path, per_page: int = 8, title: str = "") -> list[Path]:
+        """Every image's row, ``per_page`` rows per file: ``path`` itself when they fit on one page, else
+        ``<stem>_page1of3.png``, ``<stem>_page2of3.png``, … beside it."""
+        if per_page < 1:
+            raise ConfigError(f"--figure-rows: rows per page must be >= 1, got {per_page}")
+        path = Path(path)
+        n = len(self.results)
+        pages = max(1, -(-n // int(per_page)))
+        if pages == 1:
+            return [self.figure(path, None, title)]
+        return [self.figure(path.with_name(f"{path.stem}_page{k + 1}of{pages}{path.suffix}"), per_page, title,
+                            start=k * per_page) for k in range(pages)]
 
 
 def _probs(model: Decodes, clf: ExplainedClassifier, z: Tensor, vr) -> Tensor:

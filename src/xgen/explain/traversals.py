@@ -10,7 +10,7 @@ averages the latents of 3 samples per concept, combines them and adds small nois
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ from xgen.explain.figures import fmt, grid_figure
 from xgen.protocols import Decodes, Encodes, Generative, require
 
 __all__ = ["Traversal", "traverse", "grid2d", "lerp", "slerp", "interpolate", "interpolate_images",
-           "Arithmetic", "latent_arithmetic", "decode_batched"]
+           "Arithmetic", "latent_arithmetic", "concept_latents", "class_index", "decode_batched"]
 
 
 def _generative(model, tool: str):
@@ -54,9 +54,9 @@ class Traversal:
     images: Tensor
     latents: Tensor
     row_axis: str
-    row_values: list[float]
+    row_values: list[float | str]
     col_axis: str
-    col_values: list[float]
+    col_values: list[float | str]
     value_range: tuple[float, float]
 
     def figure(self, path: str | Path | None = None, title: str = ""):
@@ -101,7 +101,7 @@ def traverse(model, axis: str | Axis = "cont0", values: Sequence[float] | None =
     b = _base(model, rows, base, seed)
     lat = torch.stack([torch.stack([ax.set(b[i:i + 1], v)[0] for v in vals]) for i in range(len(b))])
     imgs = decode_batched(model, lat.flatten(0, 1)).view(len(b), len(vals), *model.image_shape)
-    return Traversal(imgs, lat, "base latent (prior draw)", list(range(len(b))), ax.label, vals,
+    return Traversal(imgs, lat, "base latent (prior draw #)", list(range(len(b))), ax.label, vals,
                      tuple(model.value_range))
 
 
@@ -172,7 +172,7 @@ def interpolate(model, a: Tensor, b: Tensor, steps: int = 10, method: str = "lin
     lat = _interp_latents(model.latent, a, b, steps, method)
     imgs = decode_batched(model, lat).view(1, len(lat), *model.image_shape)
     t = torch.linspace(0.0, 1.0, int(steps)).tolist()
-    return Traversal(imgs, lat[None], "path", [0.0], f"t ({method} interpolation, 0 = a, 1 = b)", t,
+    return Traversal(imgs, lat[None], "", ["a → b"], f"t ({method} interpolation: 0 = latent a, 1 = latent b)", t,
                      tuple(model.value_range))
 
 
@@ -185,42 +185,93 @@ def interpolate_images(model, x_a: Tensor, x_b: Tensor, steps: int = 10, method:
             "(xgen explain invert / xgen.explain.train_inversion).")
     x = torch.stack([x_a.view(*model.image_shape), x_b.view(*model.image_shape)]).to(_device(model))
     mu = model.encode(x).mean.float().cpu()
-    return interpolate(model, mu[0], mu[1], steps, method)
+    t = interpolate(model, mu[0], mu[1], steps, method)
+    t.row_values = ["image a → b"]
+    t.col_axis = f"t ({method} interpolation: 0 = encoded image a, 1 = encoded image b)"
+    return t
 
 
 # ============================================================================ arithmetic
 @dataclass
 class Arithmetic:
     """Latent vector arithmetic (report fig. 1.4): per-concept mean latents, their signed sum and the
-    ``images`` decoded from that sum plus small noise."""
+    ``images`` decoded from that sum plus small noise. ``group_titles`` name each concept (e.g. its
+    class) and ``captions``/``result_captions`` say what the classifier reads in each image, when one
+    was used (:meth:`classify`)."""
 
-    group_images: dict[str, Tensor]     # name -> (3, ch, H, W)
+    group_images: dict[str, Tensor]     # name -> (k, ch, H, W)
     group_means: dict[str, Tensor]      # name -> (dim,)
     coefficients: dict[str, float]
     result: Tensor                      # (dim,)
     images: Tensor                      # (n, ch, H, W)
     value_range: tuple[float, float]
+    mean_images: dict[str, Tensor] = field(default_factory=dict)   # name -> (ch, H, W): decode(mean)
+    group_titles: dict[str, str] = field(default_factory=dict)
+    captions: dict[str, list[str]] = field(default_factory=dict)   # name -> k + 1 (samples, then the mean)
+    result_captions: list[str] = field(default_factory=list)
+    noise_std: float = 0.0
+
+    def classify(self, classifier) -> dict:
+        """Caption every image with the classifier's class and probability; returns the classes
+        (``{"groups": {name: [class of each sample]}, "results": [...]}``)."""
+        from xgen.explain.common import as_classifier
+
+        clf = as_classifier(classifier)
+        out: dict = {"groups": {}, "means": {}, "results": []}
+
+        def read(x: Tensor) -> tuple[list[int], list[str]]:
+            cls, conf, _ = clf.predict(x, self.value_range)
+            return cls.tolist(), [f"{clf.name_of(int(c))} p={float(p):.2f}" for c, p in zip(cls, conf)]
+
+        for nm, imgs in self.group_images.items():
+            batch = torch.cat([imgs, self.mean_images[nm][None]]) if nm in self.mean_images else imgs
+            cls, cap = read(batch)
+            out["groups"][nm] = [clf.name_of(c) for c in cls[:len(imgs)]]
+            if nm in self.mean_images:
+                out["means"][nm] = clf.name_of(cls[-1])
+            self.captions[nm] = cap
+        cls, self.result_captions = read(self.images)
+        out["results"] = [clf.name_of(c) for c in cls]
+        return out
+
+    def expression(self) -> str:
+        terms = [f"{'+' if c >= 0 else '−'} {'' if abs(c) == 1 else fmt(abs(c)) + '·'}"
+                 f"{self.group_titles.get(n, n)}" for n, c in self.coefficients.items()]
+        return " ".join(terms).lstrip("+ ")
 
     def figure(self, path: str | Path | None = None, title: str = ""):
-        """One row per concept (its samples and the mean's image), the result's images at the bottom."""
+        """One row per concept: its samples and the image of their mean latent (report fig. 1.4 shows
+        the means below the columns), and the results at the bottom, each captioned with what the
+        classifier reads in it when :meth:`classify` was called."""
         from xgen.explain.figures import image_rows_figure
 
-        rows = []
+        rows, row_titles = [], []
         for name, imgs in self.group_images.items():
             c = self.coefficients[name]
-            sign = f"{'+' if c >= 0 else '-'}{fmt(abs(c))}"
-            rows.append([(to_unit(im, self.value_range), f"{name} #{i} ({sign})") for i, im in enumerate(imgs)])
-        rows.append([(to_unit(im, self.value_range), f"result {i}") for i, im in enumerate(self.images)])
-        expr = " ".join(f"{'+' if c >= 0 else '-'} {fmt(abs(c))}·{n}" for n, c in self.coefficients.items())
-        return image_rows_figure(rows, path, title=title or f"latent arithmetic: {expr.lstrip('+ ')} (+ noise)",
-                                 cell_inches=0.9)
+            caps = self.captions.get(name, [])
+            row = [(to_unit(im, self.value_range), f"sample {i}" + (f"\n{caps[i]}" if i < len(caps) else ""))
+                   for i, im in enumerate(imgs)]
+            if name in self.mean_images:
+                row.append((to_unit(self.mean_images[name], self.value_range),
+                            "decode(mean)" + (f"\n{caps[-1]}" if len(caps) > len(imgs) else "")))
+            rows.append(row)
+            row_titles.append(f"{'+' if c >= 0 else '−'}{fmt(abs(c))} × {name}\n{self.group_titles.get(name, name)}"[:40])
+        rows.append([(to_unit(im, self.value_range), f"result {i}" + (f"\n{self.result_captions[i]}"
+                      if i < len(self.result_captions) else "")) for i, im in enumerate(self.images)])
+        row_titles.append("= results\n(+ noise)")
+        title = title or (f"latent arithmetic: {self.expression()}; mean of "
+                          f"{', '.join(str(len(v)) for v in self.group_images.values())} samples per concept, "
+                          f"{len(self.images)} results with N(0, {self.noise_std:g}²) noise")
+        return image_rows_figure(rows, path, title=title, cell_inches=1.0, row_titles=row_titles)
 
 
 def latent_arithmetic(model, groups: dict[str, Tensor], coefficients: dict[str, float] | None = None,
-                      n: int = 9, noise_std: float = 0.1, seed: int = 0) -> Arithmetic:
+                      n: int = 9, noise_std: float = 0.1, seed: int = 0,
+                      group_titles: dict[str, str] | None = None) -> Arithmetic:
     """Average the latents of each group (report fig. 1.4: 3 samples per concept), combine the means
     with ``coefficients`` (default ``+a - b + c`` in the groups' order: "smiling woman − neutral woman +
-    neutral man"), add N(0, noise_std²) to the combination ``n`` times and decode."""
+    neutral man"), add N(0, noise_std²) to the combination ``n`` times and decode. The noise goes into
+    the latent's noise part only when it also has codes (one-hot / uniform codes stay as combined)."""
     model = _generative(model, "latent arithmetic")
     if not groups:
         raise ConfigError("groups: give at least one group of latents")
@@ -237,8 +288,57 @@ def latent_arithmetic(model, groups: dict[str, Tensor], coefficients: dict[str, 
             raise ConfigError(f"groups[{nm!r}]: latents must be (k>=1, {model.latent.dim}), got {tuple(g.shape)}")
         means[nm] = g.mean(0)
         imgs[nm] = decode_batched(model, g)
+    mean_imgs = decode_batched(model, torch.stack([means[nm] for nm in names]))
     result = sum(float(coefficients[nm]) * means[nm] for nm in names)
     gen = torch.Generator().manual_seed(int(seed))
-    noisy = result[None] + float(noise_std) * torch.randn(int(n), result.numel(), generator=gen)
+    eps = float(noise_std) * torch.randn(int(n), result.numel(), generator=gen)
+    noisy_cols = model.latent.noise if (model.latent.noise and model.latent.num_codes) else result.numel()
+    eps[:, noisy_cols:] = 0.0
     return Arithmetic(imgs, means, {nm: float(coefficients[nm]) for nm in names}, result,
-                      decode_batched(model, noisy), tuple(model.value_range))
+                      decode_batched(model, result[None] + eps), tuple(model.value_range),
+                      mean_images={nm: mean_imgs[i] for i, nm in enumerate(names)},
+                      group_titles=dict(group_titles or {}), noise_std=float(noise_std))
+
+
+def class_index(clf, name: str, key: str = "--concept") -> int:
+    """A class of the classifier by name (case-insensitive; ``ankle boot``, ``T-shirt/top``) or index."""
+    names = list(clf.class_names or [])
+    s = str(name).strip()
+    low = [n.lower() for n in names]
+    if s.lower() in low:
+        return low.index(s.lower())
+    if s.isdigit() and int(s) < len(names):
+        return int(s)
+    raise ConfigError(f"{key}: {name!r} is not a class of the classifier; its classes are "
+                      f"{', '.join(f'{i}={n}' for i, n in enumerate(names))}")
+
+
+@torch.no_grad()
+def concept_latents(model, classifier, concepts: dict[str, str | int], per_concept: int = 3,
+                    bank: int = 512, seed: int = 0) -> tuple[dict[str, Tensor], dict[str, dict]]:
+    """Latents of prior draws the classifier puts in each named class: ``bank`` draws are generated and
+    classified, and each concept (name -> class name or index) gets the ``per_concept`` draws with the
+    highest probability of its class among those classified as it (report fig. 1.4: samples of one
+    concept). Returns (name -> (per_concept, dim) latents, name -> {class, probabilities, draws})."""
+    from xgen.explain.common import as_classifier
+
+    model = _generative(model, "concept latents")
+    clf = as_classifier(classifier, model)
+    if per_concept < 1:
+        raise ConfigError(f"--per-concept: at least 1 sample per concept, got {per_concept}")
+    z = model.latent.sample(int(bank), generator=torch.Generator().manual_seed(int(seed)))
+    cls, _, probs = clf.predict(decode_batched(model, z), tuple(model.value_range))
+    groups, info = {}, {}
+    for nm, want in concepts.items():
+        k = class_index(clf, str(want))
+        idx = torch.nonzero(cls == k).view(-1)
+        if len(idx) < per_concept:
+            raise ConfigError(f"--concept {nm}={want}: only {len(idx)} of {bank} prior draws are classified as "
+                              f"{clf.name_of(k)}, {per_concept} needed. Fix: a larger --bank, a smaller "
+                              "--per-concept, or another class.")
+        best = idx[probs[idx, k].argsort(descending=True)[:per_concept]]
+        groups[nm] = z[best]
+        info[nm] = {"class": clf.name_of(k), "class_index": k, "draws": best.tolist(),
+                    "probabilities": [round(float(p), 4) for p in probs[best, k]],
+                    "draws_of_class": int(len(idx)), "bank": int(bank)}
+    return groups, info

@@ -88,8 +88,10 @@ def run_images(run_dir: str | Path, n: int, seed: int = 0, data: str | None = No
     if n < 1:
         raise ConfigError(f"--num-images: must be >= 1, got {n}")
     ckpt = p / "checkpoints" / "last.ckpt"
-    grids = sorted((p / "samples").glob("*.png"), key=lambda f: (f.stat().st_mtime, f.name), reverse=True) \
-        if (p / "samples").is_dir() else []
+    raw = p / "samples" / "raw"  # the bare grids (samples/*.png are labelled figures since SampleGrids labels them)
+    tiles_dir = raw if raw.is_dir() else p / "samples"
+    grids = sorted(tiles_dir.glob("*.png"), key=lambda f: (f.stat().st_mtime, f.name), reverse=True) \
+        if tiles_dir.is_dir() else []
     if not ckpt.is_file() and not grids:
         raise ConfigError(f"{p}: has neither checkpoints/last.ckpt nor PNG grids in samples/; "
                           "pass the directory of a training run (xgen ... writes both), or train one first.")
