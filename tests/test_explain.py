@@ -442,3 +442,6 @@ def test_cli_titles_name_both_axes_and_decision_map_pages(capsys, tmp_path):
     assert summary["images"] == 3 and [Path(p).name for p in summary["figures"]] == \
         ["decision_maps_page1of2.png", "decision_maps_page2of2.png"]
     assert "figure: all 3 images, 2 page(s) of up to 2 rows" in out
+    # every decision map comes with its counterfactual numbers (issue 24)
+    sc = summary["scores (mean over images; xgen explain evaluate for baselines)"]
+    assert sc["l2"] > sc["l2_to_reconstruction"] >= 0 and 0 < sc["sparsity"] <= 1 and 0 <= sc["valid"] <= 1

@@ -290,8 +290,15 @@ def cmd_decision_map(args) -> int:
             print(f"#{r.index}: {dm.class_names[r.original_class]} ({r.original_prob:.2f}): {r.note}")
     print(f"figure: all {len(dm.results)} images, {len(pngs)} page(s) of up to {args.figure_rows} rows "
           "(--figure-rows): " + ", ".join(str(p) for p in pngs))
+    from xgen.explain.common import as_classifier
+    from xgen.explain.evaluate import decision_map_scores  # every decision map comes with its numbers
+
+    scores = decision_map_scores(dm, as_classifier(clf, model))
+    measured = {k: round(float(v[~v.isnan()].mean()), 4) if bool((~v.isnan()).any()) else None
+                for k, v in scores.items() if v.dtype.is_floating_point and k != "class"}
     _print({"figure": str(pngs[0]), "figures": [str(p) for p in pngs], "json": str(js), "csv": str(cs),
-            "maps": str(mp), **dm.summary(), "seconds": round(time.perf_counter() - t0, 2)})
+            "maps": str(mp), **dm.summary(), "scores (mean over images; xgen explain evaluate for baselines)": measured,
+            "seconds": round(time.perf_counter() - t0, 2)})
     return 0
 
 
