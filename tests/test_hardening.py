@@ -517,3 +517,16 @@ def test_a_fresh_run_refused_before_its_first_step_leaves_no_directory(tmp_path,
     err = capsys.readouterr().err
     assert "xgen: error:" in err and "Traceback" not in err
     assert not d.exists()
+
+
+def test_sweep_file_params_are_expanded_whatever_the_order_of_the_overrides():
+    """A sweep file's own axes are crossed with the command line's even when a command-line sweep and a
+    launcher choice come first (the overrides are paired with their parses, not with a filtered list)."""
+    from xgen.validate import expand_jobs
+
+    for argv in (["+sweep=model_zoo", "data=digits", "seed=0,1", "hydra/launcher=joblib"],
+                 ["seed=0,1", "hydra/launcher=joblib", "+sweep=model_zoo", "data=digits"]):
+        jobs, multirun = expand_jobs(argv, True)
+        models = {o for j in jobs for o in j if o.startswith("model=")}
+        assert multirun and len(jobs) == 12 and len(models) == 6, (argv, len(jobs))
+        assert all("data=digits" in j for j in jobs)

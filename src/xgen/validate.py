@@ -667,9 +667,10 @@ def expand_jobs(overrides: list[str], multirun: bool, config_dir: str | None = N
     exist only once it runs, the one job of the fixed overrides (each trial is checked when it starts)."""
     import itertools
 
-    parsed = [_parse(o) for o in overrides]
-    fixed = [o for o, ov in zip(overrides, parsed) if not ov.is_sweep_override()]
-    groups = tuple(o for o, ov in zip(fixed, parsed) if _is_group(_parse(o)) and not ov.key_or_group.startswith("hydra"))
+    parsed = [(o, _parse(o)) for o in overrides]
+    fixed = [o for o, ov in parsed if not ov.is_sweep_override()]
+    groups = tuple(o for o, ov in parsed if not ov.is_sweep_override() and _is_group(ov)
+                   and not ov.key_or_group.startswith("hydra"))
     base = compose_cached(groups, config_dir)
     hydra = base.get("hydra") or {}
     multirun = multirun or str(hydra.get("mode")) == "RunMode.MULTIRUN" or str(hydra.get("mode")) == "MULTIRUN"
