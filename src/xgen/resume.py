@@ -208,9 +208,10 @@ def resume_config(cfg: Any, overrides: list[str], run_dir: str | Path) -> Any:
     return merged
 
 
-def check_checkpoint_matches(cfg: Any, ckpt_file: str | Path) -> None:
+def check_checkpoint_matches(cfg: Any, ckpt_file: str | Path) -> dict:
     """Refuse (ConfigError) a checkpoint that does not hold the configured model and data: its model
-    class, the saved hyperparameters the config sets, and its data module must agree with ``cfg``."""
+    class, the saved hyperparameters the config sets, and its data module must agree with ``cfg``.
+    Returns the checkpoint (read and checked by :func:`xgen.safety.read_checkpoint`)."""
     from omegaconf import OmegaConf
 
     from xgen.errors import ConfigError
@@ -243,3 +244,4 @@ def check_checkpoint_matches(cfg: Any, ckpt_file: str | Path) -> None:
     if data_name and dm_keys and data_name not in dm_keys:
         raise ConfigError(f"ckpt_path={ckpt_file}: was trained on {dm_keys[0]}, but data={data_target} is configured; "
                           "nothing was written.")
+    return ckpt

@@ -244,23 +244,24 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     from xgen.rundir import atomic_write_text
 
     run_dir = Path(run_dir or cfg.paths.output_dir)
+    resumed = None
     if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
         from xgen.resume import check_checkpoint_matches
 
         try:
-            check_checkpoint_matches(cfg, resolve_ckpt(cfg.ckpt_path, run_dir)[0])
+            ck_file, ck_run = resolve_ckpt(cfg.ckpt_path, run_dir)
+            resumed = check_checkpoint_matches(cfg, ck_file)
         except XgenError as e:
             e.before_first_step = True
             raise
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("ckpt_path"):  # rows a killed run logged after its checkpoint would be logged twice
-        from xgen.rundir import trim_metrics
+    if resumed is not None and ck_run is not None and ck_run.resolve() == run_dir.resolve():
+        from xgen.rundir import trim_metrics  # rows a killed run logged after its checkpoint would come twice
 
-        ck_file, ck_run = resolve_ckpt(cfg.ckpt_path, run_dir)
-        if ck_run is not None and ck_run.resolve() == run_dir.resolve():
-            step = torch.load(ck_file, map_location="cpu", weights_only=True, mmap=True).get("global_step")
-            if isinstance(step, int) and trim_metrics(run_dir / "metrics.csv", step):
-                log.info("metrics.csv: dropped the rows logged after step %d (the checkpoint this run continues)", step)
+        step = resumed.get("global_step")
+        if isinstance(step, int) and trim_metrics(run_dir / "metrics.csv", step):
+            log.info("metrics.csv: dropped the rows logged after step %d (the checkpoint this run continues)", step)
+    resumed = None  # Lightning reads the file itself (through xgen's checked IO)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     # a job killed without a word (SIGKILL, OOM, node failure) is continued on re-launch from this mark
     if _is_rank_zero():
