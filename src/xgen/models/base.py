@@ -70,6 +70,15 @@ def record_class(module: Any, checkpoint: dict) -> None:
     add_digest(checkpoint)
 
 
+def attached_trainer(module: Any) -> Any:
+    """The trainer ``module`` is attached to, or None (Lightning's public ``module.trainer`` raises when
+    the module is detached)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
 def verify_checkpoint(module: Any, checkpoint: dict) -> None:
     """Check a checkpoint Lightning is about to restore into ``module`` (call from ``on_load_checkpoint``,
     the first hook of a resume): every entry's schema, the digests, finite weights, and the state dict's
@@ -78,7 +87,7 @@ def verify_checkpoint(module: Any, checkpoint: dict) -> None:
                                         verify_full_digest)
     from xgen.safety import verify_digest
 
-    source = source_of(module._trainer)  # the attached trainer or None (module.trainer raises when detached)
+    source = source_of(attached_trainer(module))
     check_structure(checkpoint, source)
     verify_digest(checkpoint, source)
     verify_full_digest(checkpoint, source)
@@ -190,7 +199,7 @@ def agree_value_range(module: L.LightningModule) -> None:
     A data module built without a range takes the model's (the model tells the data — the data never
     asks the model); one built with a different range is refused, since training a tanh generator on
     [0, 1] images (or a sigmoid decoder on [-1, 1]) silently learns the wrong thing."""
-    trainer = module._trainer  # the attached trainer, or None (module.trainer raises when detached)
+    trainer = attached_trainer(module)
     dm = trainer.datamodule if trainer is not None else None
     if dm is None or not hasattr(dm, "set_value_range"):  # a plain LightningDataModule: the user's business
         return
