@@ -31,12 +31,7 @@ from xgen.metrics import counterfactual as cfm
 from test_explain import CopyVAE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's
 
 
 def copy_vae(dim: int) -> CopyVAE:

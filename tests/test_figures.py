@@ -23,12 +23,7 @@ MLP = {"_target_": "xgen.nets.vae.MLPEncoder", "hidden": [32]}
 MLP_DEC = {"_target_": "xgen.nets.vae.MLPDecoder", "hidden": [32]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's
 
 
 # ============================================================================ training grids
