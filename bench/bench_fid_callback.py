@@ -40,14 +40,14 @@ class EpochTimer(L.Callback):
 def compose(overrides: list[str]):
     from hydra import compose as _compose, initialize_config_dir
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return _compose(config_name="train", overrides=overrides)
 
 
 def one_run(overrides: list[str], fid_cb, out: Path) -> tuple[float, object]:
-    from xgen.train import build
+    from xgen.runtime.train import build
 
     cfg = compose([*overrides, f"paths.output_dir={out}"])
     L.seed_everything(int(cfg.seed), verbose=False)

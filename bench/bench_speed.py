@@ -5,7 +5,7 @@ same networks, built from the same config, with the same optimisers and the same
 (:func:`xgen.models.step.adversarial_step` for the GAN family, :func:`xgen.models.step.player_update`
 for the VAEs):
 
-* ``xgen``: the ``xgen`` command's own path, :func:`xgen.train.train` on the composed config, with its
+* ``xgen``: the ``xgen`` command's own path, :func:`xgen.runtime.train.train` on the composed config, with its
   default callbacks, CSV logging and progress bar (only a :class:`~xgen.callbacks.throughput.Throughput`
   clock is added, and validation is skipped: it runs after the timed batches anyway);
 * ``resident``: a hand loop over the training images held as a uint8 tensor (shuffled by ``randperm``);
@@ -89,7 +89,7 @@ def compose(overrides: list[str], run_dir: Path):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -100,10 +100,10 @@ def compose(overrides: list[str], run_dir: Path):
 
 
 def build_model(cfg):
-    """The model exactly as :func:`xgen.train.build` makes it (same config, same seed)."""
+    """The model exactly as :func:`xgen.runtime.train.build` makes it (same config, same seed)."""
     import lightning as L
 
-    from xgen.train import instantiate
+    from xgen.runtime.compose import instantiate
 
     L.seed_everything(int(cfg.seed), verbose=False)
     return instantiate(cfg.model, "model", image_shape=[1, 28, 28], _recursive_=False, _convert_="all")
@@ -135,7 +135,7 @@ def sync() -> None:
 
 # ----------------------------------------------------------------------------- the three paths
 def run_xgen(overrides: list[str], steps: int, warmup: int, tmp: Path) -> float:
-    from xgen.train import train
+    from xgen.runtime.train import train
 
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     out = run_dir / "throughput.json"

@@ -15,7 +15,7 @@ import torch; torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_speed as B
 from pathlib import Path
-from xgen import speed
+from xgen.runtime import speed
 from xgen.data import FashionMNISTDataModule, to_value_range
 tmp = Path(tempfile.mkdtemp())
 dm = FashionMNISTDataModule(download=False); dm.setup("fit"); images = dm.split("train")[0]

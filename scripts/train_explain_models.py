@@ -59,11 +59,11 @@ def half_state(state: dict) -> dict:
 
 def convert(ckpt_path: Path, out: Path, meta: dict, int8: bool = False) -> Path:
     """Write a Lightning checkpoint as a weights-only xgen checkpoint: floating tensors in half precision,
-    and with ``int8`` its large weight matrices as int8 with per-row scales (xgen.safety.quantize_int8;
+    and with ``int8`` its large weight matrices as int8 with per-row scales (xgen.checkpoint.safety.quantize_int8;
     ``load_model`` dequantises them), with the digest of what is stored."""
     import torch
 
-    from xgen.safety import INT8_KEY, add_digest, quantize_int8
+    from xgen.checkpoint.safety import INT8_KEY, add_digest, quantize_int8
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     state = ckpt["state_dict"]

@@ -34,7 +34,7 @@ def compose(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     def _make(overrides: list[str] | None = None):
         GlobalHydra.instance().clear()

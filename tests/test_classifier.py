@@ -80,7 +80,7 @@ def test_xgen_model_classifier_runs_with_the_default_callbacks(tmp_path):
     from xgen.models import load_model
 
     assert isinstance(load_model(str(run / "checkpoints" / "last.ckpt")), Classifier)
-    from xgen.evaluate import main
+    from xgen.runtime.cli.eval import main
 
     assert main([str(run)]) == 0  # xgen eval on a classifier run: its accuracy, no sample quality
     ev = json.loads((run / "eval.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from xgen.errors import ConfigError, DataError
-from xgen.train import train
+from xgen.runtime.train import train
 
 
 FAST = ["data=digits", "data.repeat=1", "trainer.max_epochs=1", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
@@ -104,7 +104,7 @@ def test_cli_help_and_cfg(tmp_path):
     (models,) = [line for line in r.stdout.splitlines() if line.startswith("model: ")]
     assert {"vae", "beta_vae", "info_vae", "gan", "dcgan", "infogan", "classifier"} <= set(models[7:].split(", "))
     # the subcommands follow Hydra's help, one line each, and each has its own --help
-    from xgen.cli import SUBCOMMANDS
+    from xgen.runtime.cli import SUBCOMMANDS
 
     block = r.stdout.split("== Subcommands")[1].splitlines()[1:]
     assert [line.split()[1] for line in block if line.strip()] == list(SUBCOMMANDS) and {"eval", "report"} <= set(SUBCOMMANDS)
@@ -142,8 +142,8 @@ def test_wheel_ships_the_configs(tmp_path):
     (whl,) = tmp_path.glob("xgen-*.whl")
     names = set(zipfile.ZipFile(whl).namelist())
     for f in ("xgen/conf/train.yaml", "xgen/conf/data/fashion_mnist.yaml", "xgen/conf/model/vae.yaml",
-              "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/cli/__init__.py",
-              "xgen/cli/train.py", "xgen/cli/eval.py", "xgen/cli/report.py", "xgen/rundir.py", "xgen/config.py"):
+              "xgen/conf/model/net/mlp.yaml", "xgen/conf/hydra/help/xgen.yaml", "xgen/runtime/cli/__init__.py",
+              "xgen/runtime/cli/train.py", "xgen/runtime/cli/eval.py", "xgen/runtime/cli/report.py", "xgen/runtime/rundir.py", "xgen/runtime/config.py"):
         assert f in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
@@ -171,7 +171,7 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
 
 
 def test_rundir_is_the_one_rule_for_resume_eval_and_report(tmp_path):
-    from xgen.rundir import RunDir, find_checkpoints, resolve_checkpoint
+    from xgen.checkpoint.runs import RunDir, find_checkpoints, resolve_checkpoint
 
     sweep = tmp_path / "multirun"
     for job in ("10", "2", "0", "extra"):

@@ -21,7 +21,7 @@ from scipy.stats import rankdata, spearmanr
 from torch import nn
 
 from xgen.explain.baselines import nearest_unlike_neighbour, pixel_attack
-from xgen.explain.cli import main as explain_main
+from xgen.runtime.cli.explain import main as explain_main
 from xgen.explain.common import ExplainedClassifier
 from xgen.explain.evaluate import evaluate_counterfactuals
 from xgen.explain.faithfulness import parameter_layers, randomisation_check, randomise_layers
@@ -278,7 +278,7 @@ def test_cli_evaluate_bad_inputs_are_one_line_errors(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_real_test_images_score_at_the_real_floor_in_the_shipped_fid_features():
-    from xgen.explain.cli import load_split
+    from xgen.runtime.cli.explain_args import load_split
     from xgen.metrics.features import ClassifierExtractor
 
     x, y = load_split("fashion_mnist", "test")

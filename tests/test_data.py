@@ -357,7 +357,7 @@ def _fit_one_batch(model, dm, rec):
 
 def test_a_tanh_gan_gets_data_in_minus_one_one_through_xgen(compose, tmp_path):
     """xgen's builder hands the GAN's (-1, 1) to the data module: batches span [-1, 1]."""
-    from xgen.train import build
+    from xgen.runtime.train import build
 
     cfg = compose(["data=digits", "model=gan", "callbacks=none", "logger=csv", "trainer.max_epochs=1",
                    "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0", "trainer.accelerator=cpu",
@@ -374,7 +374,7 @@ def test_a_tanh_gan_gets_data_in_minus_one_one_through_xgen(compose, tmp_path):
 
 
 def test_a_hand_set_data_value_range_that_contradicts_the_model_is_refused(compose, tmp_path):
-    from xgen.train import build
+    from xgen.runtime.train import build
 
     with pytest.raises(ConfigError, match=r"data.value_range: \[0.0, 1.0\] differs .* \[-1.0, 1.0\] that GAN"):
         build(compose(["data=digits", "model=gan", "callbacks=none", "data.value_range=[0,1]"]), tmp_path / "r")

@@ -15,10 +15,10 @@ import torch
 
 from xgen.latent import LatentSpec
 
-from xgen.cli.eval import format_table, main
+from xgen.runtime.cli.eval import format_table, main
 from xgen.errors import ConfigError
 from xgen.metrics.evaluation import categorical_accuracy, noise_baseline, real_vs_real
-from xgen.rundir import RunDir, find_checkpoints
+from xgen.checkpoint.runs import RunDir, find_checkpoints
 from xgen.metrics.features import build_extractor
 from xgen.metrics.likelihood import elbo, iw_log_likelihood
 from xgen.metrics.quality import RealReference, score
@@ -129,13 +129,6 @@ def test_find_checkpoints_errors(tmp_path):
         find_checkpoints(tmp_path)
 
 
-def test_old_import_path_still_works():
-    import xgen.evaluate as old
-
-    assert old.main is main and old.real_vs_real is real_vs_real
-    assert old.find_runs.__module__ == "xgen.evaluate"
-
-
 def test_format_table_lists_scalar_metrics():
     t = format_table([{"name": "a", "test/fid": 1.23456, "model": "VAE"}, {"name": "b", "test/kid": 0.5}])
     lines = t.splitlines()
@@ -194,7 +187,8 @@ def _fake_run(run: Path, seed: int) -> None:
     from omegaconf import OmegaConf
 
     from xgen.models import VAE
-    from xgen.models.base import CLASS_KEY, class_path
+    from xgen.models.base import CLASS_KEY
+    from xgen.registry import class_path
 
     torch.manual_seed(seed)
     m = VAE(image_shape=(1, 28, 28), latent_dim=4)

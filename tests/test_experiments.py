@@ -1,7 +1,7 @@
 """Shipped configs run, not just compose: every experiment trains a few batches, and the callback
 presets compose from one config group per callback (``callbacks/<name>/<option>.yaml``).
 
-Experiments run in-process (Hydra compose + :func:`xgen.train.train`), on ``digits`` (1,797 images, no
+Experiments run in-process (Hydra compose + :func:`xgen.runtime.train.train`), on ``digits`` (1,797 images, no
 files) instead of Fashion-MNIST/MNIST, for one epoch of two batches of 32; what is scaled down (data,
 batch size and count, the MI callback's sample count, checkpoints kept, the progress bar) is listed in
 :data:`SMOKE`. Networks, latent layouts, losses and learning rates are the experiments' own.
@@ -121,7 +121,7 @@ def test_presets_that_disagree_on_a_callback_fail_loudly():
 def test_infogan_with_gan_callbacks_and_fid_in_one_run(tmp_path):
     """`xgen model=infogan data=digits callbacks=gan +callbacks/fid=default`: both the MI bound and FID
     are logged in the same run (two tiny epochs)."""
-    from xgen.train import train
+    from xgen.runtime.train import train
 
     cache = tmp_path / "fid_cache"
     cfg = _compose(["model=infogan", "model/net=infogan_small", "callbacks=gan", "+callbacks/fid=default",
@@ -150,7 +150,7 @@ def test_experiment_smoke_runs(name, tmp_path):
     from omegaconf import OmegaConf
 
     from xgen.models import load_model
-    from xgen.train import train
+    from xgen.runtime.train import train
 
     run = tmp_path / "run"
     cfg = _compose([f"experiment={name}", *smoke_overrides(name)], run)

@@ -18,7 +18,7 @@ from xgen.errors import ConfigError
 from xgen.explain import (ExplainedClassifier, InversionEncoder, InvertedGAN, decision_maps, explainability_grid,
                           grid2d, interpolate, knn, latent_arithmetic, load_encoder, nearest_neighbours, parse_axis,
                           reconstruction_error, save_encoder, slerp, train_inversion, traverse)
-from xgen.explain.cli import main as explain_main
+from xgen.runtime.cli.explain import main as explain_main
 from xgen.explain.shipped import shipped_checkpoints
 from xgen.latent import LatentSpec
 from xgen.protocols import CapabilityError, Decodes, Encodes, Generative, Posterior

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from xgen.train import train
+from xgen.runtime.train import train
 
 pytestmark = pytest.mark.slow
 

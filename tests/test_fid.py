@@ -259,7 +259,7 @@ def test_callbacks_fid_config_adds_fid_to_the_default_callbacks():
     from hydra.utils import instantiate
 
     from xgen.callbacks import FID, SampleGrids
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["callbacks=fid", "callbacks.fid.every_n_epochs=5"])

@@ -46,7 +46,7 @@ def test_training_grids_are_labelled_figures_beside_the_raw_grids(tmp_path):
             rows = 2 if name == "samples" else 4  # reconstructions: each row of originals above its reconstructions
             assert Image.open(d / "raw" / f"{name}_{when}.png").size == (8 * 30 + 2, rows * 30 + 2)
     # xgen human-eval on a run without a checkpoint cuts its tiles out of the raw grids, not the figures
-    from xgen.human_eval.images import run_images
+    from xgen.runtime.human_eval.images import run_images
 
     got = run_images(tmp_path, 16, data="digits")
     assert len(got.fake) == 16 and got.source.startswith("samples ") and "_final.png" in got.source
@@ -72,7 +72,7 @@ def test_traversal_grid_labels_name_the_codes_and_their_values():
 
 # ============================================================================ report curves
 def test_report_curves_of_one_epoch_have_a_unit_wide_integer_axis(tmp_path):
-    from xgen.report import collect, curves_figure
+    from xgen.runtime.report import collect, curves_figure
 
     for job, nelbo in ((0, 300.0), (1, 280.0)):
         d = tmp_path / str(job)
@@ -100,7 +100,7 @@ def test_report_curves_of_one_epoch_have_a_unit_wide_integer_axis(tmp_path):
 
 # ============================================================================ activation maximisation
 def test_activation_max_writes_under_its_out_folder_and_names_the_class(tmp_path, monkeypatch, capsys):
-    from xgen.explain.activation_max import main
+    from xgen.runtime.cli.activation_max import main
 
     monkeypatch.chdir(tmp_path)
     argv = ["--net", "classifier:fashion_mnist:thesis", "--layer", "fc2", "--unit", "3", "--steps", "3"]

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from xgen.cli import CONFIG_DIR
+from xgen.runtime.cli import CONFIG_DIR
 from xgen.models import DCGAN, GAN, InfoGAN
 
 # thesis Table 4.1: id -> (z size, categorical codes, continuous codes, epochs, batch size); lr 2e-4 for both
@@ -81,7 +81,7 @@ def test_every_experiment_composes(exp, tmp_path):
     test overrides its budget, so this is what catches an experiment the CLI would refuse to start)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from xgen.validate import precheck
+    from xgen.runtime.validate import precheck
 
     GlobalHydra.instance().clear()
     cfg = precheck([f"experiment={exp}"], run_dir=tmp_path / "run")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from xgen.checkpoint_schema import ALL_KEY, DIGEST_KEY, full_digest
+from xgen.checkpoint.schema import ALL_KEY, DIGEST_KEY, full_digest
 from xgen.errors import ConfigError
-from xgen.safety import INT8_KEY, add_digest, quantize_int8, read_checkpoint
+from xgen.checkpoint.safety import INT8_KEY, add_digest, quantize_int8, read_checkpoint
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -27,7 +27,7 @@ FAST = ["data=digits", "data.repeat=1", "model/net=mlp", "trainer.accelerator=cp
 
 
 def xgen(args: list[str]) -> int:
-    from xgen.cli import main
+    from xgen.runtime.cli import main
 
     try:
         main(list(args))
@@ -224,16 +224,16 @@ def test_non_finite_weights_are_refused_on_every_load_path(run, tmp_path, make, 
         load_model(bad)
     with pytest.raises(ConfigError, match="NaN or inf"):
         VAE.load_from_checkpoint(bad)
-    from xgen.cli.eval import main as eval_main
+    from xgen.runtime.cli.eval import main as eval_main
 
     capsys.readouterr()
     assert eval_main([str(bad), "--num-samples", "64"]) == 2
     assert "NaN or inf" in capsys.readouterr().err
-    from xgen.explain.cli import main as explain_main
+    from xgen.runtime.cli.explain import main as explain_main
 
     assert explain_main(["traverse", "--model", str(bad)]) == 2
     assert "NaN or inf" in capsys.readouterr().err
-    from xgen.human_eval.images import run_images
+    from xgen.runtime.human_eval.images import run_images
 
     handed = tmp_path / "handed"
     shutil.copytree(run, handed)
@@ -246,7 +246,7 @@ def test_non_finite_weights_are_refused_on_every_load_path(run, tmp_path, make, 
 STRIDE_SCRIPT = r"""
 import resource, sys, time, torch
 from xgen.errors import ConfigError
-from xgen.safety import read_checkpoint
+from xgen.checkpoint.safety import read_checkpoint
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 try:
@@ -275,7 +275,7 @@ def test_stride_zero_tensor_is_refused_fast_and_small(tmp_path, n):
 
 # ----------------------------------------------------------------------------- 3. writes stay inside the run
 def test_eval_refuses_to_write_through_a_link_out_of_the_run(run, tmp_path, capsys):
-    from xgen.cli.eval import main as eval_main
+    from xgen.runtime.cli.eval import main as eval_main
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
@@ -385,7 +385,7 @@ def test_fuzz_bad_overrides_through_multirun(tmp_path, capsys):
     0 accepted, every message naming its key (and, through -m, the job)."""
     from test_validate import NAMED, generated_cases
 
-    from xgen.validate import precheck_command
+    from xgen.runtime.validate import precheck_command
 
     cases = generated_cases() + NAMED
     assert len(cases) >= 300
@@ -522,7 +522,7 @@ def test_a_fresh_run_refused_before_its_first_step_leaves_no_directory(tmp_path,
 def test_sweep_file_params_are_expanded_whatever_the_order_of_the_overrides():
     """A sweep file's own axes are crossed with the command line's even when a command-line sweep and a
     launcher choice come first (the overrides are paired with their parses, not with a filtered list)."""
-    from xgen.validate import expand_jobs
+    from xgen.runtime.validate import expand_jobs
 
     for argv in (["+sweep=model_zoo", "data=digits", "seed=0,1", "hydra/launcher=joblib"],
                  ["seed=0,1", "hydra/launcher=joblib", "+sweep=model_zoo", "data=digits"]):

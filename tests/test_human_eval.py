@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from xgen.errors import ConfigError
-from xgen.human_eval import Store, main, prepare, wilson_interval
-from xgen.human_eval.store import AnswerRejected
+from xgen.runtime.cli.human_eval import Store, main, prepare, wilson_interval
+from xgen.runtime.human_eval.store import AnswerRejected
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 N_PER_KIND = 6  # 6 generated + 6 real images per run
@@ -150,7 +150,7 @@ class Served:
     """The page in a background thread on a free port (what `xgen human-eval` runs in the foreground)."""
 
     def __init__(self, db: Path, keys: list[str], port: int = 0, **options):
-        from xgen.human_eval.server import make_server
+        from xgen.runtime.human_eval.server import make_server
 
         self.store = Store(db)
         self.srv = make_server(self.store, keys, "127.0.0.1", port, **options)

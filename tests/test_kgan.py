@@ -243,7 +243,7 @@ def test_kgan_load_from_checkpoint_goes_through_safe_loading(tmp_path):
     """KGAN.load_from_checkpoint is xgen's safe loader: a saved k-GAN comes back equal; a crafted file
     whose hyperparameters name code to run, or whose weights are not finite, is refused before anything
     is imported or built."""
-    from xgen.safety import add_digest
+    from xgen.checkpoint.safety import add_digest
 
     torch.manual_seed(0)
     m = KGAN(image_shape=[1, 8, 8], k=2, latent={"noise": 4})

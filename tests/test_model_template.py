@@ -1,7 +1,7 @@
 """One template for every model: build from its Hydra config, train one step, save, load, compare.
 
 Each of xgen's seven models goes through the same checks (issue 9, "One test template for every
-model"): built by ``xgen.train.build`` from ``train.yaml`` with ``model=<name> data=digits``, one
+model"): built by ``xgen.runtime.train.build`` from ``train.yaml`` with ``model=<name> data=digits``, one
 training step through Lightning, a checkpoint, :func:`xgen.models.load_model` giving back identical
 weights and identical outputs, the shapes and value range of ``generate``/``embed``, and exactly the
 protocols that the table in :mod:`xgen.protocols` declares. Then what load_model refuses: foreign
@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
 
     def get(name: str):
         if name not in cache:
-            from xgen.train import build
+            from xgen.runtime.train import build
 
             run = tmp_path_factory.mktemp(name)
             torch.manual_seed(0)
@@ -160,7 +160,7 @@ def test_template_shapes_and_value_range(name, trained):
 def _resave(ckpt: dict, dst: Path) -> Path:
     """Save a modified checkpoint with its whole-file digest recomputed, as a crafter would (the digest
     catches corruption; what follows must refuse the content itself)."""
-    from xgen.checkpoint_schema import add_full_digest
+    from xgen.checkpoint.schema import add_full_digest
 
     torch.save(add_full_digest(ckpt), dst)
     return dst

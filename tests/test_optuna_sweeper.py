@@ -257,7 +257,7 @@ def test_exit_fails_the_trial_but_ctrl_c_stops_the_search():
         try:
             raise ConfigError("model.beta: must be >= 0")
         except ConfigError:
-            raise SystemExit(2) from None  # what xgen.cli does
+            raise SystemExit(2) from None  # what xgen.runtime.cli does
 
     def ctrl_c(cfg):
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from xgen.cli.report import main
+from xgen.runtime.cli.report import main
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -117,7 +117,7 @@ def test_report_skips_malformed_rows_with_a_warning(tmp_path, capsys):
     assert rows["1"]["status"] == "corrupt summary.json" and rows["2"]["val/rec"] == "12.5"
     assert rows["2"]["val/nelbo"] == "" and rows["2"]["wall_time_s"] == ""
     # the curve keeps exactly the good rows of job 0
-    from xgen.report import collect, curves_figure
+    from xgen.runtime.report import collect, curves_figure
 
     fig = curves_figure(collect(sweep))
     (line,) = fig.axes[0].get_lines()

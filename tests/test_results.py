@@ -1,6 +1,6 @@
 """Short versions of the commands behind the numbers the README and docs quote (docs/results.md).
 
-Each test runs the same config or experiment as the full command (Hydra compose + ``xgen.train``, or the
+Each test runs the same config or experiment as the full command (Hydra compose + ``xgen.runtime.train``, or the
 ``xgen explain`` entry point on the shipped checkpoints), on a budget of a few hundred steps or fewer,
 and asserts the *direction* of the quoted effect, with a margin measured on three seeds (in each
 docstring). One torch thread (``one_thread``, tests/conftest.py); the whole file takes about 40 s.
@@ -27,7 +27,7 @@ QUIET = ["test=false", "callbacks.progress_bar=null", "++trainer.enable_progress
 
 
 def _train(overrides: list[str], run: Path) -> dict:
-    from xgen.train import train
+    from xgen.runtime.train import train
 
     summary = train(_compose([*overrides, *QUIET], run), run)
     assert summary["status"] == "completed", summary
@@ -122,7 +122,7 @@ def test_batchnorm_in_the_mlp_generator_keeps_digits_samples_diverse(tmp_path):
 
 # ---------------------------------------------------------------- shipped checkpoints (xgen explain)
 def _explain(argv: list[str]) -> dict:
-    from xgen.explain.cli import main
+    from xgen.runtime.cli.explain import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

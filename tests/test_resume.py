@@ -20,7 +20,7 @@ FAST = ["data=digits", "data.repeat=1", "model/net=mlp", "trainer.accelerator=cp
 
 def xgen(args: list[str], capsys=None) -> int:
     """Run the `xgen` command in this process (Hydra + training as the CLI does); return the exit code."""
-    from xgen.cli import main
+    from xgen.runtime.cli import main
 
     try:
         main(list(args))

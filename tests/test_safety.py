@@ -12,7 +12,8 @@ import yaml
 from xgen.errors import ConfigError
 from xgen.models import VAE, load_model
 from xgen.models.base import record_class
-from xgen.safety import allow_target, check_config_targets, tensor_digest, USER_TARGETS
+from xgen.checkpoint.safety import check_config_targets, tensor_digest
+from xgen.registry import USER_TARGETS, allow_target
 
 SHAPE = (1, 8, 8)
 NETS = dict(encoder={"_target_": "xgen.nets.vae.MLPEncoder", "hidden": [16]},
@@ -73,7 +74,7 @@ def test_load_model_and_load_from_checkpoint_refuse_foreign_targets(tmp_path, ca
 
 def test_xgen_eval_refuses_checkpoint_file_and_run_dir(tmp_path, capsys):
     """`xgen eval <file>` and `xgen eval <dir>`: one error line, exit 2, nothing ran."""
-    from xgen.evaluate import main
+    from xgen.runtime.cli.eval import main
 
     model = _vae()
     marker = tmp_path / "pwned"
@@ -97,7 +98,7 @@ def test_xgen_eval_refuses_checkpoint_file_and_run_dir(tmp_path, capsys):
     {"_target_": "xgen.data.base.torch.save", "obj": 1, "f": "MARKER"},
 ])
 def test_eval_run_dir_refuses_config_yaml_data_target(tmp_path, capsys, data):
-    from xgen.evaluate import main
+    from xgen.runtime.cli.eval import main
 
     marker = tmp_path / "pwned"
     data = yaml.safe_load(yaml.safe_dump(data).replace("MARKER", str(marker)))
@@ -160,7 +161,7 @@ def test_flipped_byte_in_a_weight_is_reported_not_loaded(tmp_path):
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "empty", "list", "no_state_dict", "bad_hparams"])
 def test_corrupt_or_foreign_files_give_one_clean_error(tmp_path, kind, capsys):
-    from xgen.evaluate import main
+    from xgen.runtime.cli.eval import main
 
     path = tmp_path / "x.ckpt"
     good = tmp_path / "good.ckpt"
@@ -189,7 +190,7 @@ def test_corrupt_or_foreign_files_give_one_clean_error(tmp_path, kind, capsys):
 
 
 def test_corrupt_config_yaml_is_one_clean_error(tmp_path, capsys):
-    from xgen.evaluate import main
+    from xgen.runtime.cli.eval import main
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -203,14 +204,14 @@ def test_corrupt_config_yaml_is_one_clean_error(tmp_path, capsys):
 def _int8_checkpoint(tmp_path, scale_override=None):
     """A real InfoGAN (the paper's nets) stored the way scripts/train_explain_models.py ships it."""
     from xgen.models import InfoGAN
-    from xgen.safety import INT8_KEY, add_digest, quantize_int8
+    from xgen.checkpoint.safety import INT8_KEY, add_digest, quantize_int8
 
     torch.manual_seed(0)
     m = InfoGAN(image_shape=(1, 28, 28)).eval()
     state, scales = quantize_int8(m.state_dict())
     if scale_override is not None:
         scales = scale_override(scales)
-    from xgen.models.base import class_path
+    from xgen.registry import class_path
 
     rec = {"xgen_class": class_path(m), "hyper_parameters": dict(m.hparams), "state_dict": state,
            INT8_KEY: scales}
@@ -237,7 +238,7 @@ def test_int8_weights_round_trip_within_half_a_step(tmp_path):
 
 
 def test_int8_checkpoint_with_bad_scales_is_refused(tmp_path):
-    from xgen.safety import INT8_KEY
+    from xgen.checkpoint.safety import INT8_KEY
 
     def negative(scales):
         k = next(iter(scales))

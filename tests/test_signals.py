@@ -20,7 +20,7 @@ from test_resume import FAST, SRC, TESTS, xgen, xgen_process
 WRITER = r"""
 import sys, torch
 from xgen.callbacks.checkpoint import atomic_torch_save
-from xgen.safety import add_digest
+from xgen.checkpoint.safety import add_digest
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 path, how = sys.argv[1], sys.argv[2]
 io = TorchCheckpointIO()
@@ -36,7 +36,7 @@ def kill_during_writes(directory: Path, how: str, kills: int, seed: int = 0) -> 
     """SIGKILL a process that rewrites ``last.ckpt`` (16 MB) in a loop, ``kills`` times at random moments;
     count the outcomes of reading ``last.ckpt`` afterwards."""
     from xgen.errors import ConfigError
-    from xgen.safety import read_checkpoint
+    from xgen.checkpoint.safety import read_checkpoint
 
     rng = random.Random(seed)
     path = directory / "last.ckpt"

@@ -82,7 +82,7 @@ class _BarKeys(L.Callback):
 
 
 def _logged_keys(compose, monkeypatch, tmp_path, model: str) -> dict[str, list[str]]:
-    from xgen import train as T
+    from xgen.runtime import train as T
 
     ov = [f"model={model}", "data=digits", "data.repeat=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=6",
           "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "trainer.log_every_n_steps=2",
@@ -194,7 +194,7 @@ def _assert_same(a, b, atol):
 def test_compiled_step_gives_the_eager_parameters():
     """The networks compiled by speed.compile (nn.Module.compile; the aot_eager backend here: dynamo's
     graph capture and AOTAutograd's joint forward/backward without the C++ build) train exactly as eager."""
-    from xgen import speed
+    from xgen.runtime import speed
 
     eager = _train_steps(_gan(conv=False))
     model = _gan(conv=False)
@@ -208,7 +208,7 @@ def test_compiled_step_gives_the_eager_parameters():
 @pytest.mark.slow
 def test_inductor_compiled_step_gives_the_eager_parameters():
     """speed.compile=true as a user gets it (inductor, C++ kernels built on this CPU: ~30 s)."""
-    from xgen import speed
+    from xgen.runtime import speed
 
     eager = _train_steps(_gan(conv=False))
     model = speed.apply(_gan(conv=False), speed.options({"compile": True}))
@@ -216,7 +216,7 @@ def test_inductor_compiled_step_gives_the_eager_parameters():
 
 
 def test_channels_last_gives_the_eager_parameters():
-    from xgen import speed
+    from xgen.runtime import speed
 
     eager = _train_steps(_gan(conv=True))
     model = speed.apply(_gan(conv=True), speed.options({"channels_last": True}))
@@ -255,7 +255,7 @@ def test_vae_step_is_player_update_of_its_loss():
 
 
 def test_cuda_graph_without_cuda_trains_eagerly_with_one_notice():
-    from xgen import speed
+    from xgen.runtime import speed
     from xgen.data import DigitsDataModule
 
     def fit(graph: bool):
@@ -281,7 +281,7 @@ def test_cuda_graph_without_cuda_trains_eagerly_with_one_notice():
 
 
 def test_capture_is_refused_for_callbacks_that_need_eager_tensors():
-    from xgen.speed import capture_problem
+    from xgen.models.capture import capture_problem
 
     class GradProbe(L.Callback):
         def on_after_backward(self, trainer, pl_module):
@@ -301,7 +301,7 @@ def test_capture_is_refused_for_callbacks_that_need_eager_tensors():
 
 
 def test_speed_options_are_checked():
-    from xgen import speed
+    from xgen.runtime import speed
 
     assert speed.options(None) == {"channels_last": False, "compile": False, "cuda_graph": False}
     with pytest.raises(ConfigError, match=r"speed: unknown option\(s\) \['fast'\]"):
@@ -366,10 +366,10 @@ def test_finite_check_finds_every_nan_and_inf():
 
 @pytest.mark.parametrize("profiler", [None, "simple"])
 def test_fast_dispatch_calls_exactly_the_hooks_callbacks_implement(profiler):
-    """xgen.speed.install_fast_callback_dispatch: a callback is called for the hooks it implements, in
+    """xgen.runtime.speed.install_fast_callback_dispatch: a callback is called for the hooks it implements, in
     the trainer's order, with Lightning's _current_fx_name set; one that implements none is never
     called; a real profiler (Lightning's own dispatch) sees the same calls."""
-    from xgen import speed
+    from xgen.runtime import speed
     from xgen.data import DigitsDataModule
 
     assert speed.install_fast_callback_dispatch() and speed.install_fast_callback_dispatch()
@@ -437,9 +437,9 @@ def test_vae_manual_step_equals_lightning_automatic_optimisation():
 
 
 def test_empty_function_detection():
-    """xgen.speed.is_empty_function: only bodies that do nothing (pass, a docstring, a bare return) count;
+    """xgen.runtime.speed.is_empty_function: only bodies that do nothing (pass, a docstring, a bare return) count;
     Lightning's identity hooks (return the batch) and non-empty hooks do not."""
-    from xgen import speed
+    from xgen.runtime import speed
 
     def a():
         pass
@@ -467,13 +467,13 @@ def test_empty_function_detection():
 
 
 def test_fast_module_hook_dispatch_skips_only_lightnings_empty_hooks():
-    """xgen.speed.install_fast_hook_dispatch: a model's own hooks (class or instance) are called, in
+    """xgen.runtime.speed.install_fast_hook_dispatch: a model's own hooks (class or instance) are called, in
     Lightning's order, with _current_fx_name set; LightningModule's empty hooks are skipped; the cached
     batch_idx check answers as Lightning's own; the parameters equal a run with Lightning's dispatch."""
     from lightning.pytorch.loops import training_epoch_loop
     from lightning.pytorch.trainer import call
 
-    from xgen import speed
+    from xgen.runtime import speed
     from xgen.data import DigitsDataModule
 
     calls = []

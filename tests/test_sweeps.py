@@ -105,7 +105,7 @@ def test_report_curves_have_a_legend_per_panel_naming_its_own_jobs(tmp_path):
     a job has the same colour in every panel."""
     import matplotlib.pyplot as plt
 
-    from xgen.report import collect, curves_figure
+    from xgen.runtime.report import collect, curves_figure
 
     sweep = tmp_path / "zoo"
     _fake_job(sweep, 0, "VAE", "model=vae", {"val/nelbo": [300.0, 280.0]})
@@ -129,7 +129,7 @@ def test_report_curves_have_a_legend_per_panel_naming_its_own_jobs(tmp_path):
 
 
 def test_report_labels_add_the_other_swept_values(tmp_path):
-    from xgen.report import collect, curve_label, swept_keys
+    from xgen.runtime.report import collect, curve_label, swept_keys
 
     sweep = tmp_path / "betas"
     for job, beta in enumerate((1, 4)):
@@ -139,7 +139,7 @@ def test_report_labels_add_the_other_swept_values(tmp_path):
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):
-    from xgen.cli.report import main
+    from xgen.runtime.cli.report import main
 
     assert main([str(tmp_path / "missing")]) == 2
     assert "xgen report: error:" in capsys.readouterr().err
@@ -154,7 +154,7 @@ def test_no_xgen_config_shadows_a_plugin_schema():
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     Plugins.instance()  # imports the installed plugins, which register their configs
     cs, root = ConfigStore.instance(), Path(CONFIG_DIR)
@@ -177,7 +177,7 @@ def test_launcher_configs_compose_without_warnings(launcher):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from xgen.cli import CONFIG_DIR, _register_resolvers
+    from xgen.runtime.cli import CONFIG_DIR, _register_resolvers
 
     _register_resolvers()
     GlobalHydra.instance().clear()
@@ -212,7 +212,7 @@ def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    from xgen.cli import CONFIG_DIR, _register_resolvers
+    from xgen.runtime.cli import CONFIG_DIR, _register_resolvers
 
     _register_resolvers()
     GlobalHydra.instance().clear()

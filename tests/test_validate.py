@@ -104,7 +104,7 @@ def generated_cases() -> list[tuple[list[str], str]]:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     cases: list[tuple[list[str], str]] = []
     seen = set()
@@ -132,7 +132,7 @@ def run_case(overrides: list[str], tmp_path) -> tuple[str, str]:
     """('refused', message) | ('accepted', '') | ('traceback', repr) for one list of overrides. A case
     that changes one value of a base config reuses that base's composition (Hydra's parser and struct
     rules still apply the value); anything else is composed in full."""
-    from xgen.validate import apply_value_overrides, precheck, validate
+    from xgen.runtime.validate import apply_value_overrides, precheck, validate
 
     base, last = tuple(overrides[:-1]), overrides[-1:]
     try:
@@ -173,7 +173,7 @@ def test_fuzz_invalid_overrides(tmp_path):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from xgen.cli import CONFIG_DIR
+    from xgen.runtime.cli import CONFIG_DIR
 
     start = time.perf_counter()
     cases = generated_cases() + NAMED

@@ -100,7 +100,7 @@ def test_multirun_ddp_and_report_print_no_warning_of_xgens(tmp_path, caplog):
 
     # the report, and loading a checkpoint, in this process: every warning recorded
     from xgen.models import load_model
-    from xgen.report import report
+    from xgen.runtime.report import report
 
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")

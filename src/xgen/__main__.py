@@ -1,3 +1,3 @@
-from xgen.cli import main
+from xgen.runtime.cli import main
 
 main()

@@ -11,8 +11,8 @@
 
 ``last.ckpt`` keeps its name when a run directory is moved or copied (no ``last-v1.ckpt``).
 
-A checkpoint is data (:mod:`xgen.checkpoint_schema`): :class:`AtomicCheckpointIO` reads every checkpoint
-Lightning restores through :func:`xgen.safety.load_checked` (schema, digests, finite weights) and
+A checkpoint is data (:mod:`xgen.checkpoint.schema`): :class:`AtomicCheckpointIO` reads every checkpoint
+Lightning restores through :func:`xgen.checkpoint.safety.load_checked` (schema, digests, finite weights) and
 records a digest of every entry when it writes one; it removes only regular ``.ckpt`` files inside the
 checkpoint folder (never a directory, never through a link). :class:`Checkpoint` takes no path from a
 checkpoint's callback state: the "best"/"last" paths it restores are kept only when they name a file
@@ -136,8 +136,8 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch checkpoint IO made safe: atomic, durable writes with a digest of every entry
-    (:func:`atomic_torch_save`, :func:`xgen.checkpoint_schema.add_full_digest`); reads checked as data
-    (:func:`xgen.safety.load_checked`); removal only of regular ``.ckpt`` files inside ``root``."""
+    (:func:`atomic_torch_save`, :func:`xgen.checkpoint.schema.add_full_digest`); reads checked as data
+    (:func:`xgen.checkpoint.safety.load_checked`); removal only of regular ``.ckpt`` files inside ``root``."""
 
     def __init__(self, root: str | Path | None = None) -> None:
         super().__init__()
@@ -146,12 +146,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO does not take storage_options")
-        from xgen.checkpoint_schema import add_full_digest
+        from xgen.checkpoint.schema import add_full_digest
 
         atomic_torch_save(add_full_digest(checkpoint) if "state_dict" in checkpoint else checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        from xgen.safety import load_checked
+        from xgen.checkpoint.safety import load_checked
 
         return load_checked(path, map_location if map_location is not None else "cpu")
 
@@ -220,7 +220,7 @@ class Checkpoint(ModelCheckpoint):
         """Restore the best/last bookkeeping, but take no path from the file: a path that is not a
         ``.ckpt`` file in this callback's own folder is dropped (it would be deleted later as the
         "previous best")."""
-        from xgen.checkpoint_schema import check_mapping
+        from xgen.checkpoint.schema import check_mapping
 
         number = (int, float, torch.Tensor, type(None))
         state = check_mapping(state_dict, {"monitor": (str, type(None)), "best_model_score": number,

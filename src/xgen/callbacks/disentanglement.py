@@ -127,7 +127,7 @@ class Disentanglement(L.Callback):
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        from xgen.checkpoint_schema import check_history, check_mapping
+        from xgen.checkpoint.schema import check_history, check_mapping
 
         key = f"callbacks/{type(self).__name__}"
         state = check_mapping(state_dict, {"history": list}, "checkpoint", key)

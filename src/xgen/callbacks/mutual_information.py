@@ -21,7 +21,7 @@ import torch
 from xgen.errors import ConfigError
 from xgen.losses import info_terms
 from xgen.nets.gan import batch_stats
-from xgen.optim import adam
+from xgen.models.optim import adam
 from xgen.protocols import Adversarial, HasQ, require
 from xgen.nets.infogan import QHead
 
@@ -73,7 +73,7 @@ class MutualInformation(L.Callback):
                 raise ConfigError("callbacks.mutual_information: the discriminator has no feature_dim for the probe")
             self.probe = QHead(int(feat), latent.categorical, latent.continuous).to(pl_module.device)
             if self._pending_probe is not None:
-                from xgen.checkpoint_schema import check_state_dict_matches
+                from xgen.checkpoint.schema import check_state_dict_matches
 
                 check_state_dict_matches(self._pending_probe, self.probe, "checkpoint (MutualInformation probe)")
                 self.probe.load_state_dict(self._pending_probe)
@@ -155,7 +155,7 @@ class MutualInformation(L.Callback):
                 "probe": self.probe.state_dict() if self.probe is not None else None}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        from xgen.checkpoint_schema import check_history, check_mapping
+        from xgen.checkpoint.schema import check_history, check_mapping
 
         key = f"callbacks/{type(self).__name__}"
         state = check_mapping(state_dict, {"history": list, "probe": (dict, type(None))}, "checkpoint", key)

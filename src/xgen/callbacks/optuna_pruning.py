@@ -36,7 +36,7 @@ def attach_trial(study_name: str, storage: str, number: int) -> "optuna.Trial":
     """The live trial ``number`` of a study in ``storage``, with the study's pruner (as the sweeper
     configured it, read from the study's user attrs; Optuna's default MedianPruner otherwise)."""
     import optuna
-    from hydra.utils import instantiate
+    from xgen.checkpoint.safety import instantiate
 
     rdb = open_storage(storage)
     try:
@@ -49,7 +49,8 @@ def attach_trial(study_name: str, storage: str, number: int) -> "optuna.Trial":
     except KeyError:
         raise ConfigError(f"optuna.trial: study {study_name!r} has no trial {number}") from None
     spec = rdb.get_study_user_attrs(study_id).get(PRUNER_ATTR)
-    pruner = instantiate(spec) if spec else None
+    # the study database is a file like any other: only Optuna's own pruners are built from it
+    pruner = instantiate(spec, "pruner", "optuna pruner", storage) if spec else None
     # the job samples nothing (its parameters are fixed in its overrides): a RandomSampler keeps
     # the attached study light
     study = optuna.load_study(study_name=study_name, storage=rdb, pruner=pruner,

@@ -9,7 +9,7 @@ module's ``value_range`` and labels int64 ``(B,)``. Labels are for evaluation on
 unsupervised.
 
 **Value range.** A data module never asks the model: the range is passed in. ``xgen`` (``build()`` in
-:mod:`xgen.train`) hands the model's ``value_range`` to the data module once both are built
+:mod:`xgen.runtime.train`) hands the model's ``value_range`` to the data module once both are built
 (:meth:`InMemoryDataModule.set_value_range`); from Python, pass ``value_range=model.value_range`` to the
 constructor or call ``dm.set_value_range(model.value_range)`` — e.g. (-1, 1) for a GAN's tanh
 generator. A data module given neither hands out images in (0, 1).
@@ -122,7 +122,7 @@ class TensorBatches:
         return {"epoch": self._epoch(), "batches_done": done}
 
     def load_state_dict(self, state: dict) -> None:
-        from xgen.checkpoint_schema import check_mapping
+        from xgen.checkpoint.schema import check_mapping
         from xgen.errors import ConfigError
 
         state = check_mapping(state, {"epoch": int, "batches_done": int}, "checkpoint", "loops/.../dataloader_state")
@@ -424,7 +424,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         """The data module's saved state is its seed (the data order is a function of seed and epoch); a
         checkpoint whose seed differs from the configured one is refused instead of silently reordering."""
-        from xgen.checkpoint_schema import check_mapping
+        from xgen.checkpoint.schema import check_mapping
         from xgen.errors import ConfigError
 
         state = check_mapping(state, {"seed": int}, "checkpoint", type(self).__qualname__)

@@ -3,7 +3,7 @@ Decision Maps (also for GANs through an inversion encoder) and a nearest-neighbo
 
 Every tool reads a model through :mod:`xgen.protocols` (``Generative``/``Decodes`` for traversals,
 ``Encodes`` for Decision Maps), so any xgen model — or a user's — that provides the members works.
-Command line: ``xgen explain <tool> ...`` (:mod:`xgen.explain.cli`); docs: ``docs/explain.md``.
+Command line: ``xgen explain <tool> ...`` (:mod:`xgen.runtime.cli.explain`); docs: ``docs/explain.md``.
 """
 
 from xgen.explain.common import (Axis, ExplainedClassifier, as_classifier, convert_range, parse_axis,

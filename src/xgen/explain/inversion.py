@@ -227,7 +227,7 @@ def load_encoder(path: str | Path) -> InversionEncoder:
         rec = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # truncated zip, random bytes, pickles with code
         raise ConfigError(f"encoder: {path}: not a readable inversion encoder ({type(e).__name__}).") from None
-    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
+    from xgen.checkpoint.schema import check_finite, check_structure  # [harden] data, and finite
 
     check_structure(rec, path, top_keys=False)
     check_finite(rec, path, ("state_dict",))

@@ -151,8 +151,8 @@ def class_matched_fid(features: Tensor, classes: Tensor, real_features: Tensor, 
 
 def nearest_distance(features: Tensor, bank: Tensor) -> Tensor:
     """Euclidean distance from each row of ``features`` to its nearest row of ``bank`` (exact, float64
-    re-check; :func:`xgen.explain.neighbours.knn`)."""
-    from xgen.explain.neighbours import knn
+    re-check; :func:`xgen.metrics.knn.knn`)."""
+    from xgen.metrics.knn import knn
 
     d, _ = knn(torch.as_tensor(features).float(), torch.as_tensor(bank).float(), 1)
     return d[:, 0].double()

@@ -5,7 +5,7 @@ sample quality (FID, KID, IS, precision/recall) for a :class:`~xgen.protocols.Ge
 categorical-code accuracy for one that :class:`~xgen.protocols.PredictsCodes`, ELBO and importance-
 weighted log-likelihood for one that :class:`~xgen.protocols.HasLikelihood`, accuracy for a
 :class:`~xgen.protocols.Classifies`. :func:`real_vs_real` and :func:`noise_baseline` give the floor
-and the ceiling of the quality scores. The command line around them is :mod:`xgen.cli.eval`.
+and the ceiling of the quality scores. The command line around them is :mod:`xgen.runtime.cli.eval`.
 """
 
 from __future__ import annotations

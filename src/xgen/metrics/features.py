@@ -174,7 +174,7 @@ def load_classifier_record(path: str | Path) -> dict:
         raise WeightsError(f"{path}: cannot read the classifier weight file ({type(e).__name__}: {e}). It is "
                            "corrupt or not a torch file; re-create it with `python scripts/train_classifiers.py` "
                            "or reinstall xgen.") from None
-    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
+    from xgen.checkpoint.schema import check_finite, check_structure  # [harden] data, and finite
 
     check_structure(rec, path, top_keys=False)
     check_finite(rec, path, ("state_dict",))

@@ -3,7 +3,7 @@
 The pieces the FID callback and ``xgen eval`` share:
 
 * :func:`generate_images` draws ``n`` samples from any xgen model in batches, under no_grad, with a
-  seeded generator (``sample_latent`` for GANs, ``sample_prior`` for VAEs, then ``generate``);
+  seeded generator (``sample_latent``, then ``generate``);
 * :func:`cached_real_reference` computes the real data's Gaussian statistics (and a feature subset for
   KID and precision/recall) once per dataset/split/extractor and caches them on disk under a key that
   holds the images' digest and the extractor's weights hash, so stale statistics cannot be read;

@@ -5,7 +5,8 @@ from a checkpoint through :data:`MODEL_REGISTRY`.
 """
 
 from xgen.losses import discriminator_loss, generator_loss, gradient_penalty, info_terms
-from xgen.models.base import MODEL_REGISTRY, load_model, register_model
+from xgen.models.base import load_model
+from xgen.registry import MODEL_REGISTRY, register_model
 from xgen.models.classifier import Classifier
 from xgen.models.gan import DCGAN, GAN
 from xgen.models.infogan import InfoGAN

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from xgen.errors import ConfigError, XgenError, check
-from xgen.optim import adam, check_optim  # noqa: F401  (re-exported: the models' optimisers)
+from xgen.registry import MODEL_REGISTRY, class_path
+from xgen.models.optim import adam, check_optim  # noqa: F401  (re-exported: the models' optimisers)
 from xgen.models.step import player_update
 
 
@@ -41,13 +42,9 @@ def build_net(spec: nn.Module | Mapping | Callable[..., nn.Module] | None, defau
     if isinstance(spec, Mapping):
         if "_target_" not in spec:
             raise ConfigError(f"{key}: a network config needs a _target_ (e.g. xgen.nets.vae.ConvEncoder)")
-        from hydra.utils import instantiate
+        from xgen.checkpoint.safety import instantiate  # [harden] only allow-listed nets are instantiated
 
-        from xgen.safety import check_config_targets  # [harden] only allow-listed nets are instantiated
-
-        check_config_targets(spec, None, "net", key)
-
-        return instantiate(dict(spec), **kwargs)
+        return instantiate(dict(spec), "net", key, **kwargs)
     if callable(spec):
         return spec(**kwargs)
     raise ConfigError(f"{key}: expected a module, a config with _target_, or a callable; got {type(spec)}")
@@ -56,15 +53,10 @@ def build_net(spec: nn.Module | Mapping | Callable[..., nn.Module] | None, defau
 CLASS_KEY = "xgen_class"
 
 
-def class_path(obj_or_cls: Any) -> str:
-    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def record_class(module: Any, checkpoint: dict) -> None:
     """Store the LightningModule's import path and the SHA-256 digest of its tensors in the checkpoint
     (every xgen model calls this from ``on_save_checkpoint``)."""
-    from xgen.safety import add_digest
+    from xgen.checkpoint.safety import add_digest
 
     checkpoint[CLASS_KEY] = class_path(module)
     add_digest(checkpoint)
@@ -82,10 +74,10 @@ def attached_trainer(module: Any) -> Any:
 def verify_checkpoint(module: Any, checkpoint: dict) -> None:
     """Check a checkpoint Lightning is about to restore into ``module`` (call from ``on_load_checkpoint``,
     the first hook of a resume): every entry's schema, the digests, finite weights, and the state dict's
-    names and shapes against the module (:mod:`xgen.checkpoint_schema`). Refused with one ConfigError."""
-    from xgen.checkpoint_schema import (check_finite, check_state_dict_matches, check_structure, source_of,
+    names and shapes against the module (:mod:`xgen.checkpoint.schema`). Refused with one ConfigError."""
+    from xgen.checkpoint.schema import (check_finite, check_state_dict_matches, check_structure, source_of,
                                         verify_full_digest)
-    from xgen.safety import verify_digest
+    from xgen.checkpoint.safety import verify_digest
 
     source = source_of(attached_trainer(module))
     check_structure(checkpoint, source)
@@ -110,20 +102,6 @@ class SafeLoad:
         model = load_model(checkpoint_path, map_location=map_location or "cpu", strict=strict is not False,
                            cls_expected=cls, overrides=kwargs)
         return model.train()
-
-
-MODEL_REGISTRY: dict[str, type] = {}
-"""Import path -> class of every model :func:`load_model` may rebuild (xgen's own, plus any a user
-registers with :func:`register_model`). A checkpoint naming anything else is refused before any import."""
-
-
-def register_model(cls: type, name: str | None = None) -> type:
-    """Let :func:`load_model` rebuild ``cls`` (usable as a class decorator). ``name`` defaults to the
-    class's import path, the value xgen records in checkpoints."""
-    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
-        raise TypeError(f"register_model: {cls!r} is not a LightningModule class")
-    MODEL_REGISTRY[name or class_path(cls)] = cls
-    return cls
 
 
 def _class_from_config(path: Path) -> str | None:
@@ -151,11 +129,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", expec
     strictly. ``expect`` (a protocol of :mod:`xgen.protocols`) makes a tool's requirement explicit:
     a model that lacks it is refused with a message naming ``tool`` and what is missing.
     The tensors must match the checkpoint's SHA-256 digest, and every ``_target_`` in the saved
-    hyperparameters must be allow-listed (:mod:`xgen.safety`): loading never runs code.
+    hyperparameters must be allow-listed (:mod:`xgen.checkpoint.safety`): loading never runs code.
     ``cls_expected`` (used by ``Model.load_from_checkpoint``) refuses a checkpoint of another class;
     ``overrides`` replace saved hyperparameters.
     """
-    from xgen.safety import check_config_targets, read_checkpoint
+    from xgen.checkpoint.safety import check_config_targets, read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path, map_location)

@@ -261,8 +261,8 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
         ddp = getattr(self.trainer.strategy, "model", None)
         self._sync_grads = isinstance(ddp, DistributedDataParallel) and self.trainer.world_size > 1
         self._captured = None
-        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true (xgen.speed)
-            from xgen.speed import CapturedStep, capture_problem, make_capturable
+        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true (xgen.models.capture)
+            from xgen.models.capture import CapturedStep, capture_problem, make_capturable
 
             why = capture_problem(self.trainer, self)
             if why is None:

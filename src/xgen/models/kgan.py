@@ -49,7 +49,7 @@ from xgen.models.gan import GAN, NetSpec, build, check_game
 from xgen.models.inference import inference
 from xgen.models.step import adversarial_step
 from xgen.nets.kgan import KGANDiscriminator, KGANGenerator
-from xgen.optim import adam
+from xgen.models.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ class KGAN(SafeLoad, TrainLog, L.LightningModule):
     def set_extra_state(self, state: Any) -> None:
         """The saved partition history, checked entry by entry (a checkpoint is data: any other key or
         type is refused, not carried along)."""
-        from xgen.checkpoint_schema import check_mapping
+        from xgen.checkpoint.schema import check_mapping
 
         where = "state_dict/_extra_state"
         state = check_mapping(state, {"partition_log": list}, "checkpoint", where, required=True)

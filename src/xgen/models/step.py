@@ -7,7 +7,7 @@ discriminator's parameters frozen. GAN, DCGAN, InfoGAN and k-GAN call it from ``
 loop calls the same function with plain ``Tensor.backward`` and ``torch.optim`` optimisers, so the
 benchmark compares the framework around one step, not two copies of it.
 
-The function is written to be capturable as a CUDA graph (:mod:`xgen.speed`): it returns detached
+The function is written to be capturable as a CUDA graph (:mod:`xgen.runtime.speed`): it returns detached
 loss tensors and never reads a tensor's value on the host (no ``.item()``, no branch on a tensor),
 every shape is fixed by the batch size, and the schedule (``update_g``) is a Python argument, so a
 captured graph exists for each value.

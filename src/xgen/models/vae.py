@@ -102,7 +102,6 @@ class VAE(StepModule):
         """n draws of z from the prior N(0, I), on this module's device (CPU draws when seeded)."""
         return self.latent.sample(n, generator=generator, device=self.device)
 
-    sample_prior = sample_latent  # the name of earlier releases
 
     @inference
     def generate(self, latent_or_n: int | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

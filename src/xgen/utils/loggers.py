@@ -64,7 +64,7 @@ def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Pat
     For W&B the run id is stored in ``<run_dir>/wandb_id.txt`` so that a resumed run (``ckpt_path``
     pointing into ``resume_from``) continues the same W&B run.
     """
-    from hydra.utils import instantiate
+    from xgen.checkpoint.safety import instantiate
 
     cfg = dict(cfg or {})
     loggers: list[Logger] = [csv_logger(run_dir)]
@@ -88,8 +88,8 @@ def build_loggers(cfg: Mapping[str, Any] | None, run_dir: Path, resume_from: Pat
             elif not spec.get("id"):
                 spec["id"] = secrets.token_hex(4)  # W&B run ids: short lowercase strings
             (run_dir / "wandb_id.txt").write_text(str(spec["id"]))
-            loggers.append(instantiate(spec))
+            loggers.append(instantiate(spec, "logger", f"logger.{name}"))
         else:
             spec.setdefault("save_dir", str(run_dir))
-            loggers.append(instantiate(spec))
+            loggers.append(instantiate(spec, "logger", f"logger.{name}"))
     return loggers

@@ -78,8 +78,8 @@ def run_images(run_dir: str | Path, n: int, seed: int = 0, data: str | None = No
     Generated images come from ``checkpoints/last.ckpt`` (any :class:`~xgen.protocols.Generative` model,
     ``generate`` with a seeded generator) or, without a checkpoint, from the tiles of the PNG grids in
     ``samples/`` (newest first)."""
-    from xgen.cli.eval import data_module  # reads the run's config.yaml (or --data)
-    from xgen.rundir import RunDir
+    from xgen.runtime.compose import data_module  # reads the run's config.yaml (or --data)
+    from xgen.checkpoint.runs import RunDir
     from xgen.protocols import Generative
 
     p = Path(run_dir).expanduser()

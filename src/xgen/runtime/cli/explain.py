@@ -19,106 +19,15 @@ from typing import Sequence
 import torch
 
 from xgen.errors import ConfigError, XgenError
+from xgen.runtime.cli.explain_args import (DATASETS, ArgParser, UsageError, images_in_range, load_classifier,
+                                          load_explain_model, load_split, parse_indices)
 
 TOOLS = ("traverse", "interpolate", "arithmetic", "grid", "decision-map", "invert", "neighbours", "activation-max", "evaluate")
-DATASETS = ("fashion_mnist", "mnist", "digits")
 # the default concepts of `xgen explain arithmetic`: classes 9 - 7 + 5 (Fashion-MNIST: ankle boot - sneaker + sandal)
 DEFAULT_CONCEPTS = ("a=9", "b=7", "c=5")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own status)
-        raise _Usage(message)
-
-
-class _Usage(Exception):
-    pass
-
-
 # ============================================================================ loading
-def load_explain_model(spec: str, encoder: str | None = None, refine_steps: int = 0):
-    """A checkpoint path or a shipped name -> the model in eval mode; with ``encoder`` (or for the
-    shipped InfoGAN, its shipped encoder when asked for one) a GAN becomes an :class:`InvertedGAN`."""
-    from xgen.explain.inversion import InvertedGAN, load_encoder
-    from xgen.explain.shipped import SHIPPED, shipped_checkpoint
-    from xgen.models import load_model
-
-    path = shipped_checkpoint(spec) if spec in SHIPPED else Path(spec)
-    model = load_model(path)
-    model.eval()
-    if encoder is not None:
-        enc_path = shipped_checkpoint("infogan-encoder") if encoder == "shipped" else Path(encoder)
-        model = InvertedGAN(model, load_encoder(enc_path).to(next(model.parameters()).device), refine_steps)
-        model.eval()
-    return model
-
-
-def load_classifier(spec: str, dataset: str):
-    """``thesis`` / ``strong`` (shipped for ``dataset``) or a classifier weight file / xgen Classifier
-    checkpoint."""
-    from xgen.explain.common import FASHION_MNIST_CLASSES, ExplainedClassifier, shipped_classifier
-
-    if spec in ("thesis", "strong"):
-        return shipped_classifier(dataset, spec)
-    p = Path(spec)
-    if not p.is_file():
-        raise ConfigError(f"--classifier: {spec}: no such file; use thesis, strong or a classifier weight file")
-    try:
-        rec = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # corrupt, truncated, or a pickle with code in it
-        raise ConfigError(f"--classifier: {spec}: not a readable classifier file ({type(e).__name__})") from None
-    from xgen.checkpoint_schema import check_finite, check_structure  # [harden] data, and finite
-
-    check_structure(rec, p, top_keys=False)
-    check_finite(rec, p, ("state_dict",))
-    if isinstance(rec, dict) and rec.get("format") == "xgen-classifier/1":
-        return shipped_classifier(dataset, weights=str(p))
-    from xgen.models import load_model
-    from xgen.protocols import Classifies
-
-    m = load_model(p, expect=Classifies, tool="--classifier")
-    names = FASHION_MNIST_CLASSES if dataset == "fashion_mnist" and m.num_classes == 10 else None
-    return ExplainedClassifier(m, tuple(m.value_range), names, tuple(getattr(m, "image_shape", ())) or None)  # a user classifier may not declare its input shape: then unchecked
-
-
-def load_split(dataset: str, split: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, C, H, W) and labels of a dataset split."""
-    if dataset == "fashion_mnist":
-        from xgen.data.mnist import FashionMNISTDataModule as DM
-    elif dataset == "mnist":
-        from xgen.data.mnist import MNISTDataModule as DM
-    elif dataset == "digits":
-        from xgen.data.digits import DigitsDataModule as DM
-    else:
-        raise ConfigError(f"--data: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    return DM(root=root).load_split(split)
-
-
-def parse_indices(spec: str, n: int, key: str = "--images") -> list[int]:
-    """``0-49`` / ``3,17,1001`` -> indices, each checked against a split of ``n`` images."""
-    out: list[int] = []
-    try:
-        for part in str(spec).split(","):
-            part = part.strip()
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out += list(range(int(a), int(b) + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise ConfigError(f"{key}: {spec!r} is not a list of indices (e.g. 0-49 or 3,17,1001)") from None
-    bad = [i for i in out if not 0 <= i < n]
-    if bad:
-        raise ConfigError(f"{key}: index {bad[0]} is outside the dataset split ({n} images: 0..{n - 1})")
-    if not out:
-        raise ConfigError(f"{key}: no indices given")
-    return out
-
-
-def _images_in_range(x_uint8: torch.Tensor, value_range) -> torch.Tensor:
-    from xgen.data.base import to_value_range
-
-    return to_value_range(x_uint8, value_range)
 
 
 def _out(args, name: str) -> Path:
@@ -177,7 +86,7 @@ def cmd_interpolate(args) -> int:
             if len(ij) != 2:
                 raise ConfigError(f"--images: give exactly two test indices, e.g. --images 0,1 (got {len(ij)})")
             i, j = ij
-            xs = _images_in_range(x[[i, j]], model.value_range)
+            xs = images_in_range(x[[i, j]], model.value_range)
             t = interpolate_images(model, xs[0], xs[1], args.steps, method)
             t.row_values = [f"test #{i} → #{j}"]
             title = f"{_model_name(args, model)}: {method} interpolation between {args.data} test images #{i} and #{j}"
@@ -216,7 +125,7 @@ def cmd_arithmetic(args) -> int:
         if args.images:
             idx = parse_indices(rest, len(x), "--group")
             with torch.no_grad():
-                groups[name] = model.encode(_images_in_range(x[idx], model.value_range)).mean.cpu()
+                groups[name] = model.encode(images_in_range(x[idx], model.value_range)).mean.cpu()
             info[name] = {"test_images": idx, "labels": [clf.name_of(int(v)) for v in y[idx]]}
             titles[name] = f"test #{rest}"
         else:
@@ -275,7 +184,7 @@ def cmd_decision_map(args) -> int:
     x, y = load_split(args.data, "test", args.data_root)
     idx = parse_indices(args.images, len(x))
     clf = load_classifier(args.classifier, args.data)
-    dm = decision_maps(model, clf, _images_in_range(x[idx], model.value_range), direction=args.direction,
+    dm = decision_maps(model, clf, images_in_range(x[idx], model.value_range), direction=args.direction,
                        gradient=args.gradient, delta=args.delta, step=args.step, max_step=args.max_step,
                        normalize=not args.raw, labels=y[idx], indices=idx)
     pngs = dm.figures(_out(args, f"{args.prefix}decision_maps.png"), per_page=args.figure_rows)
@@ -313,12 +222,12 @@ def cmd_invert(args) -> int:
     real = None
     if args.real > 0:
         xt, _ = load_split(args.data, "train", args.data_root)
-        real = _images_in_range(xt[:args.real], model.value_range)
+        real = images_in_range(xt[:args.real], model.value_range)
     enc = train_inversion(model, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           image_weight=args.image_weight, real_images=real, seed=args.seed,
                           log_every=max(args.steps // 10, 1))
     x, _ = load_split(args.data, "test", args.data_root)
-    xt = _images_in_range(x[:args.test], model.value_range)
+    xt = images_in_range(x[:args.test], model.value_range)
     scores = {"encoder": reconstruction_error(InvertedGAN(model, enc), xt)}
     if args.refine_steps:
         scores[f"refined_{args.refine_steps}"] = reconstruction_error(InvertedGAN(model, enc, args.refine_steps), xt)
@@ -347,8 +256,8 @@ def cmd_neighbours(args) -> int:
 
 # ============================================================================ parser
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="xgen explain", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="tool", metavar="TOOL", parser_class=_Parser)
+    ap = ArgParser(prog="xgen explain", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="tool", metavar="TOOL", parser_class=ArgParser)
 
     def common(p, model: str, classifier: bool = False, encoder: bool = False):
         p.add_argument("--model", default=model, help=f"checkpoint path or shipped name (default {model})")
@@ -452,20 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xgen explain``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "activation-max":  # its own parser (xgen.explain.activation_max, kgans §2.2)
-        from xgen.explain.activation_max import main as activation_max_main
+    if argv and argv[0] == "activation-max":  # its own parser (xgen.runtime.cli.activation_max, kgans §2.2)
+        from xgen.runtime.cli.activation_max import main as activation_max_main
 
         return activation_max_main(argv[1:])
-    if argv and argv[0] == "evaluate":  # its own parser (xgen.explain.evaluate, issue 24)
-        from xgen.explain.evaluate import main as evaluate_main
+    if argv and argv[0] == "evaluate":  # its own parser (xgen.runtime.cli.explain_evaluate)
+        from xgen.runtime.cli.explain_evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "tool", None):
-            raise _Usage(f"choose a tool: {', '.join(TOOLS)}")
+            raise UsageError(f"choose a tool: {', '.join(TOOLS)}")
         return int(args.func(args))
-    except (_Usage, XgenError) as e:
+    except (UsageError, XgenError) as e:
         print(f"xgen explain: error: {e}", file=sys.stderr)
         return 2
 

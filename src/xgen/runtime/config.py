@@ -1,7 +1,7 @@
 """Where xgen's Hydra configs live (``xgen.conf``, shipped in the wheel) and where outputs go by default.
 
 A module of its own so that library code (eval, report, tests) can find the configs without
-importing the command line (``xgen.cli`` re-exports ``CONFIG_DIR``).
+importing the command line (``xgen.runtime.cli`` re-exports ``CONFIG_DIR``).
 """
 
 from __future__ import annotations

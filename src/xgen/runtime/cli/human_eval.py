@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from xgen.errors import ConfigError, XgenError
-from xgen.human_eval.server import DEFAULT_MAX_SESSIONS
-from xgen.human_eval.store import AnswerRejected, Store, wilson_interval
+from xgen.runtime.human_eval.server import DEFAULT_MAX_SESSIONS
+from xgen.runtime.human_eval.store import AnswerRejected, Store, wilson_interval
 
 __all__ = ["main", "prepare", "Store", "AnswerRejected", "wilson_interval"]
 
@@ -32,7 +32,7 @@ __all__ = ["main", "prepare", "Store", "AnswerRejected", "wilson_interval"]
 def prepare(store: Store, run_dirs: list[str], n: int, seed: int = 0, data: str | None = None,
             device: str = "cpu") -> list[str]:
     """Put every run's images in the store (runs already there keep theirs); return the run keys."""
-    from xgen.human_eval.images import run_images
+    from xgen.runtime.human_eval.images import run_images
 
     keys = []
     for d in run_dirs:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.json:
                     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
                 return 0
-            from xgen.human_eval.server import make_server
+            from xgen.runtime.human_eval.server import make_server
 
             try:
                 srv = make_server(store, keys, args.host, args.port, allow_hosts=args.allow_host,

@@ -12,34 +12,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from xgen.errors import ConfigError, XgenError
-from xgen.rundir import RunDir, resolve_checkpoint
+from xgen.checkpoint.runs import RunDir
+from xgen.runtime.compose import instantiate, resolve_ckpt
 from xgen.utils.loggers import build_loggers
 
 log = logging.getLogger("xgen")
-
-
-def instantiate(cfg: Any, key: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, unwrapping xgen's own errors so the user sees their message."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as _instantiate
-
-    try:
-        return _instantiate(cfg, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, XgenError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise ConfigError(f"{key}: {e}") from e
-
-
-def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> tuple[str | None, Path | None]:
-    """``null`` -> no resume; ``last`` -> this run directory's checkpoints/last.ckpt; a directory ->
-    that run's last.ckpt; a file -> itself. Returns (checkpoint, run directory it belongs to);
-    the rules are :func:`xgen.rundir.resolve_checkpoint`'s."""
-    ckpt, run = resolve_checkpoint(ckpt_path, run_dir)
-    return (str(ckpt) if ckpt is not None else None), (run.path if run is not None else None)
 
 
 def sweep_group(cfg: DictConfig) -> str | None:
@@ -91,7 +68,7 @@ def build(cfg: DictConfig, run_dir: Path):
                               f"{list(model_range)} that {type(model).__name__} reads and writes; leave "
                               "data.value_range=null (xgen passes the model's range to the data).")
         datamodule.set_value_range(model_range)
-    from xgen import speed
+    from xgen.runtime import speed
     from xgen.callbacks.checkpoint import install_atomic_io
 
     speed.apply(model, speed.options(cfg.get("speed")))  # channels_last, compile; cuda_graph at train start
@@ -102,7 +79,7 @@ def build(cfg: DictConfig, run_dir: Path):
                             group=sweep_group(cfg))
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
                           default_root_dir=str(run_dir))
-    install_atomic_io(trainer)  # every checkpoint read is checked as data, every write atomic (xgen.checkpoint_schema)
+    install_atomic_io(trainer)  # every checkpoint read is checked as data, every write atomic (xgen.checkpoint.schema)
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
             lg.experiment.config.update(flat_config(cfg), allow_val_change=True)
@@ -113,12 +90,12 @@ SUMMARY = RunDir.SUMMARY
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's summary.json (:meth:`xgen.rundir.RunDir.read_summary`)."""
+    """The run's summary.json (:meth:`xgen.runtime.rundir.RunDir.read_summary`)."""
     return RunDir(run_dir).read_summary()
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> None:
-    """Write summary.json atomically (:meth:`xgen.rundir.RunDir.write_summary`)."""
+    """Write summary.json atomically (:meth:`xgen.runtime.rundir.RunDir.write_summary`)."""
     RunDir(run_dir).write_summary(summary)
 
 
@@ -152,8 +129,8 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
     before its first training step leaves no files of its own."""
     import traceback
 
-    from xgen import resume  # [harden] resuming uses the run's own config; interrupted jobs continue
-    from xgen.rundir import check_run_tree
+    from xgen.runtime import resume  # [harden] resuming uses the run's own config; interrupted jobs continue
+    from xgen.runtime.rundir import check_run_tree
 
     run_dir = Path(run_dir)
     overrides = list(overrides or [])
@@ -179,16 +156,16 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
     else:
         cfg = resume.resume_config(cfg, overrides, run_dir)
         if multirun:  # [harden] every job checked as a single run is (Optuna trials, launchers, sweep files)
-            from xgen.validate import validate
+            from xgen.runtime.validate import validate
 
             validate(cfg, run_dir)
-    from xgen.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
+    from xgen.runtime.validate import check_fresh_run_dir  # [harden] a fresh run never appends to another run's files
 
     check_fresh_run_dir(cfg, run_dir, multirun)
     fresh = not cfg.get("ckpt_path")
     kept = {n: (run_dir / n).read_bytes() for n in ("config.yaml", "summary.json")
             if not fresh and (run_dir / n).is_file() and not (run_dir / n).is_symlink()}
-    from xgen.signals import Interrupted  # [harden] signals end a job as "interrupted"
+    from xgen.runtime.signals import Interrupted  # [harden] signals end a job as "interrupted"
 
     try:
         return train(cfg, run_dir, overrides=overrides)
@@ -204,7 +181,7 @@ def run_job(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = 
             if fresh:
                 discard_attempt(run_dir)
             else:  # a refused resume leaves the run's files as they were
-                from xgen.rundir import atomic_write_text
+                from xgen.checkpoint.runs import atomic_write_text
 
                 for n, b in kept.items():
                     atomic_write_text(run_dir / n, b.decode("utf-8", "replace"))
@@ -241,12 +218,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
     import os
     import socket
 
-    from xgen.rundir import atomic_write_text
+    from xgen.checkpoint.runs import atomic_write_text
 
     run_dir = Path(run_dir or cfg.paths.output_dir)
     resumed = None
     if cfg.get("ckpt_path"):  # [harden] a checkpoint of another model/data is refused before any write
-        from xgen.resume import check_checkpoint_matches
+        from xgen.runtime.resume import check_checkpoint_matches
 
         try:
             ck_file, ck_run = resolve_ckpt(cfg.ckpt_path, run_dir)
@@ -256,7 +233,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
             raise
     run_dir.mkdir(parents=True, exist_ok=True)
     if resumed is not None and ck_run is not None and ck_run.resolve() == run_dir.resolve():
-        from xgen.rundir import trim_metrics  # rows a killed run logged after its checkpoint would come twice
+        from xgen.runtime.rundir import trim_metrics  # rows a killed run logged after its checkpoint would come twice
 
         step = resumed.get("global_step")
         if isinstance(step, int) and trim_metrics(run_dir / "metrics.csv", step):
@@ -271,7 +248,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[st
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(str(cfg.matmul_precision))
-    from xgen.signals import SignalWatch  # [harden] SIGTERM/SIGINT/SIGUSR1: checkpoint, then stop
+    from xgen.runtime.signals import SignalWatch  # [harden] SIGTERM/SIGINT/SIGUSR1: checkpoint, then stop
 
     with SignalWatch():
         trainer = None
@@ -322,7 +299,8 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
         # the same seed on every rank would make all ranks draw the same latent noise each step (the
         # model's initial weights are broadcast from rank 0 by DDP anyway): offset it by the rank
         L.seed_everything(int(cfg.seed) + 1000 * trainer.global_rank, workers=True, verbose=False)
-    from xgen import resume, signals  # [harden] RNG states in checkpoints; stop on signals
+    from xgen.runtime import resume, signals  # [harden] RNG states in checkpoints; stop on signals
+    from xgen.callbacks.signals import save_last
 
     from xgen.callbacks import finite_guard
 
@@ -333,7 +311,7 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     watch = signals.active()
     if watch is not None and watch.signum is not None:  # a signal during the last validation
-        watch.raise_if_signalled(signals.save_last(trainer, run_dir), trainer.global_step)
+        watch.raise_if_signalled(save_last(trainer, run_dir), trainer.global_step)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if v.numel() == 1 and not k.endswith("_step")}
     if cfg.get("test") and not trainer.interrupted:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from xgen.config import CONFIG_DIR
+from xgen.runtime.config import CONFIG_DIR
 
 
 def _route_lightning_logs_to_hydra() -> None:
@@ -35,7 +35,7 @@ def _register_resolvers() -> None:
     from xgen.utils.resources import concurrent_jobs
 
     if not OmegaConf.has_resolver("xgen.uid"):  # [harden] run dirs unique even within one second
-        from xgen.validate import launch_uid
+        from xgen.runtime.validate import launch_uid
 
         OmegaConf.register_new_resolver("xgen.uid", launch_uid, use_cache=True)
     if not OmegaConf.has_resolver("xgen.concurrent_jobs"):
@@ -71,7 +71,7 @@ def _is_main_process() -> bool:
 
 def announce(run_dir: str | Path, when: str, job: int | None = None) -> None:
     """One line on stdout: where this run writes (``start``) or what it wrote there (``end``)."""
-    from xgen.rundir import RunDir
+    from xgen.checkpoint.runs import RunDir
 
     if not _is_main_process():
         return
@@ -94,8 +94,8 @@ def _train_app():
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from xgen.signals import Interrupted
-        from xgen.train import run_job
+        from xgen.runtime.signals import Interrupted
+        from xgen.runtime.train import run_job
 
         _route_lightning_logs_to_hydra()
         hc = HydraConfig.get()
@@ -107,7 +107,7 @@ def _train_app():
             summary = run_job(cfg, hc.runtime.output_dir, list(hc.overrides.task), multirun)
         except XgenError as e:
             print(f"xgen: error: {e}", file=sys.stderr)
-            from xgen.validate import remove_unstarted_run_dir  # [harden] a run that never started leaves no dir
+            from xgen.runtime.validate import remove_unstarted_run_dir  # [harden] a run that never started leaves no dir
 
             remove_unstarted_run_dir(hc.runtime.output_dir)
             if multirun:  # let Hydra record this job as failed; the other jobs of the sweep go on
@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     """Run the Hydra training app on ``argv`` (Hydra reads ``sys.argv``)."""
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0], *argv]
-    from xgen.safety import load_plugins  # [harden] $XGEN_PLUGINS: modules that register user classes
+    from xgen.checkpoint.safety import load_plugins  # [harden] $XGEN_PLUGINS: modules that register user classes
 
     load_plugins()
     _register_resolvers()
     from xgen.errors import XgenError  # [harden] every job of a run or multirun checked before Hydra starts one
-    from xgen.validate import precheck_command
+    from xgen.runtime.validate import precheck_command
 
     try:
         precheck_command(argv)

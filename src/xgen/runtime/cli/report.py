@@ -5,7 +5,7 @@
 
 Every job becomes a row (id, swept overrides, status, metrics, wall time; failed jobs marked);
 plots: each metric against each swept numeric hyperparameter, and curves.png (per-epoch curves,
-one panel per logged key, each with its own legend). Library: xgen.report.
+one panel per logged key, each with its own legend). Library: xgen.runtime.report.
 
 The directory may come from someone else: report.csv cells a spreadsheet would evaluate get a
 leading ', report.md shows all text as text, malformed metrics.csv rows and summary.json fields are
@@ -23,7 +23,7 @@ from xgen.errors import XgenError
 
 
 def parser() -> argparse.ArgumentParser:
-    from xgen.report import DEFAULT_METRICS
+    from xgen.runtime.report import DEFAULT_METRICS
 
     doc = __doc__ or ""
     ap = argparse.ArgumentParser(prog="xgen report", description=doc.split("\n\n")[0],
@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``xgen report``; returns the exit status."""
-    from xgen.report import printable, report
+    from xgen.runtime.report import printable, report
 
     a = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:

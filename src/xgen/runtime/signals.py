@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from xgen.callbacks.signals import StopOnSignal
 
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1")) if s is not None)
 
@@ -80,50 +80,6 @@ class SignalWatch:
 
 def active() -> SignalWatch | None:
     return _ACTIVE
-
-
-def checkpoint_callback(trainer: Any) -> ModelCheckpoint | None:
-    for cb in trainer.callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
-            return cb
-    return None
-
-
-def save_last(trainer: Any, run_dir: str | Path) -> str:
-    """Save ``last.ckpt`` of the current state, where the run's checkpoint callback keeps it (else
-    ``<run dir>/checkpoints/last.ckpt``), atomically."""
-    from xgen.callbacks.checkpoint import Checkpoint, install_atomic_io
-
-    install_atomic_io(trainer)
-    cb = checkpoint_callback(trainer)
-    if isinstance(cb, Checkpoint):
-        return cb.save_last_now(trainer)
-    path = str(Path(cb.dirpath if cb is not None else Path(run_dir) / "checkpoints") / "last.ckpt")
-    trainer.save_checkpoint(path)
-    return path
-
-
-class StopOnSignal(Callback):
-    """Checks the active :class:`SignalWatch` after each training batch and epoch: save, then stop."""
-
-    def __init__(self, watch: SignalWatch, run_dir: str | Path):
-        self.watch, self.run_dir = watch, Path(run_dir)
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        # Lightning registered its own SIGTERM handler (which exits 0 without saving) when fit started
-        self.watch.install()
-
-    def _stop(self, trainer) -> None:
-        if self.watch.signum is None:
-            return
-        path = save_last(trainer, self.run_dir)
-        self.watch.raise_if_signalled(path, trainer.global_step)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._stop(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._stop(trainer)
 
 
 def attach(trainer: Any, run_dir: str | Path) -> None:

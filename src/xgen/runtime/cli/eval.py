@@ -27,32 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xgen.config import CONFIG_DIR, data_configs, output_root
+from xgen.runtime.compose import data_module
+from xgen.runtime.config import output_root
 from xgen.errors import ConfigError, XgenError
-from xgen.rundir import RunDir, find_checkpoints
-
-
-def data_module(run: RunDir | None, data: str | None):
-    """The run's data module (from its config.yaml), or the named data config (``--data``)."""
-    from hydra.utils import instantiate
-
-    from xgen.safety import run_data_config
-
-    if data is None and run is not None and run.config_file.is_file():
-        cfg_data = run_data_config(run.config_file)  # allow-listed data module only: config.yaml is data, not code
-        if cfg_data is not None:
-            return instantiate(cfg_data)
-    if data is None:
-        raise ConfigError("--data: this checkpoint has no config.yaml beside it; name the data config "
-                          "(e.g. --data fashion_mnist).")
-    from hydra import compose, initialize_config_dir
-
-    available = data_configs()
-    if data not in available:
-        raise ConfigError(f"--data: unknown data config {data!r}; choose one of {', '.join(available)}")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"data={data}"])
-    return instantiate(cfg.data)
+from xgen.checkpoint.runs import RunDir, find_checkpoints
 
 
 def row_name(run: RunDir | None, ckpt: Path, model: str, data: str) -> str:
@@ -115,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
 def write_rows(path: Path, rows: list[dict[str, Any]], root: Path | None = None) -> Path:
     """eval.json: one object for one row, a list for several. With ``root`` (a run directory) the file
     must land inside it: a link out of the run is refused, not followed."""
-    from xgen.rundir import atomic_write_text, check_write_target
+    from xgen.checkpoint.runs import atomic_write_text
+    from xgen.runtime.rundir import check_write_target
 
     if root is not None:
         check_write_target(path, root, "xgen eval")

@@ -17,44 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
 
 from xgen.errors import ConfigError
+from xgen.registry import IMPORT_PATH, KINDS, MODEL_REGISTRY, USER_TARGETS
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-
-# kind -> (allowed import-path prefixes, base class path the located object must subclass)
-KINDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "net": (("xgen.nets.",), "torch.nn.Module"),
-    "data": (("xgen.data.",), "lightning.pytorch.LightningDataModule"),
-    "callback": (("xgen.callbacks.", "lightning.pytorch.callbacks."), "lightning.pytorch.Callback"),
-    "logger": (("lightning.pytorch.loggers.",), "lightning.pytorch.loggers.Logger"),
-    "trainer": (("lightning.pytorch.trainer.trainer.Trainer", "lightning.pytorch.Trainer"),
-                "lightning.pytorch.Trainer"),
-    "model": (("xgen.models.",), "lightning.pytorch.LightningModule"),
-}
 # keys of Hydra's instantiate protocol a file may use; _partial_ and _args_ are refused
 _HYDRA_KEYS_OK = {"_target_", "_recursive_", "_convert_"}
-
-USER_TARGETS: dict[str, set[str]] = {k: set() for k in KINDS}
-"""Import paths a user allowed with :func:`allow_target`, per kind."""
-
-
-def allow_target(name: str, kind: str = "net") -> str:
-    """Allow configs read from files (and the command line) to instantiate ``name``, e.g.
-    ``xgen.registry.allow_target("mypkg.nets.MyEncoder")``; ``kind`` is ``net`` (default), ``data``,
-    ``callback``, ``logger`` or ``model``. Returns ``name``. Call it in code you run before loading
-    (your own script, or a module named in ``$XGEN_PLUGINS``)."""
-    if kind not in KINDS:
-        raise ConfigError(f"allow_target: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"allow_target: {name!r} is not a dotted import path (e.g. mypkg.nets.MyEncoder)")
-    USER_TARGETS[kind].add(name)
-    return name
 
 
 def _locate(path: str) -> Any:
@@ -73,7 +45,7 @@ def _locate(path: str) -> Any:
 
 def _walk(node: Any, where: str) -> Iterator[tuple[str, Any]]:
     """(key path, node) of every mapping/list node and leaf below ``node`` (dotted keys)."""
-    from xgen.checkpoint_schema import walk
+    from xgen.checkpoint.schema import walk
 
     return walk(node, where, ".")
 
@@ -87,7 +59,7 @@ def _hint(kind: str, target: str) -> str:
 
 def target_allowed(target: Any, kind: str) -> str | None:
     """None when ``target`` (a ``_target_`` value) may be instantiated as a ``kind``, else why not."""
-    if not isinstance(target, str) or not _NAME.match(target) or "__" in target:
+    if not isinstance(target, str) or not IMPORT_PATH.match(target) or "__" in target:
         return f"{str(target)[:120]!r} is not a plain dotted import path"
     if target in USER_TARGETS[kind]:
         return None
@@ -135,6 +107,38 @@ def check_config_targets(cfg: Any, file: str | Path | None, kind: str = "net", k
             why = target_allowed(node["_target_"], kind)
             if why is not None:
                 raise ConfigError(f"{where}{path + '._target_' if path else '_target_'}: {why}")
+
+
+def instantiate(spec: Any, kind: str = "net", key: str = "", file: str | Path | None = None, **kwargs: Any) -> Any:
+    """Build what a config names, without Hydra: ``spec`` is checked by :func:`check_config_targets` (only
+    allow-listed ``kind`` classes, no interpolations, no ``_partial_``/``_args_``), made a plain container,
+    then every mapping with a ``_target_`` is built bottom-up (``_recursive_: false`` keeps a node's
+    arguments as they are; ``_convert_`` is accepted and ignored: arguments are always plain
+    dicts and lists). ``kwargs`` are passed to the outermost target and win over the config's keys."""
+    check_config_targets(spec, file, kind, key)
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(spec, (DictConfig, ListConfig)):
+            spec = OmegaConf.to_container(spec, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+
+    def build(node: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        if isinstance(node, (list, tuple)):
+            return [build(v) for v in node]
+        if not isinstance(node, Mapping):
+            return node
+        recursive = node.get("_recursive_", True) is not False
+        args = {k: (build(v) if recursive else v) for k, v in node.items()
+                if k not in ("_target_", "_recursive_", "_convert_", "_partial_")}
+        if "_target_" not in node:
+            return args
+        return _locate(str(node["_target_"]))(**{**args, **dict(extra or {})})
+
+    if not isinstance(spec, Mapping) or "_target_" not in spec:
+        raise ConfigError(f"{key or 'config'}: a config to build needs a _target_")
+    return build(spec, kwargs)
 
 
 # ----------------------------------------------------------------------------- tensor digest
@@ -190,17 +194,17 @@ def verify_digest(checkpoint: Mapping, source: str | Path) -> bool:
 def load_checked(path: str | Path, map_location: Any = "cpu") -> dict:
     """Read a checkpoint file as data and check all of it before anything uses it: ``torch.load`` with
     ``weights_only=True`` and ``mmap=True`` (tensor bytes stay on disk until touched), then the schema of
-    every entry (:func:`xgen.checkpoint_schema.check_structure`: plain containers, dense tensors inside
+    every entry (:func:`xgen.checkpoint.schema.check_structure`: plain containers, dense tensors inside
     their storage), the tensor and whole-file digests, and finite weights. Every failure is one
     ConfigError naming the file (and the entry)."""
     import pickle
     import zipfile
 
-    from xgen.checkpoint_schema import check_finite, check_structure, verify_full_digest
+    from xgen.checkpoint.schema import check_finite, check_structure, verify_full_digest
 
     path = Path(path)
     if path.is_dir():
-        from xgen.rundir import RunDir
+        from xgen.checkpoint.runs import RunDir
 
         if RunDir(path).has_checkpoint():
             path = RunDir(path).last_checkpoint
@@ -230,7 +234,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     :func:`load_checked`, int8-stored weights dequantised (and checked finite)."""
     ckpt = load_checked(path, map_location)
     if INT8_KEY in ckpt:
-        from xgen.checkpoint_schema import check_finite
+        from xgen.checkpoint.schema import check_finite
 
         ckpt["state_dict"] = dequantize_int8(ckpt["state_dict"], ckpt[INT8_KEY], path)
         check_finite(ckpt, path, ("state_dict",))
@@ -296,8 +300,6 @@ def check_run_config(cfg: Any, file: str | Path) -> None:
         raise ConfigError(f"{file}: not a run configuration (expected a mapping).")
     model = cfg.get("model")
     if isinstance(model, Mapping):
-        from xgen.models.base import MODEL_REGISTRY
-
         target = model.get("_target_")
         if target is not None and str(target) not in MODEL_REGISTRY and target_allowed(target, "model") is not None:
             raise ConfigError(f"{file}: model._target_: {str(target)[:120]!r} is not one of xgen's models; a model "

@@ -222,7 +222,7 @@ def check_against_signature(section: Mapping, cls: type, key: str, injected: tup
             raise ConfigError(f"{key}.{k}: not an argument of {cls.__name__}" + (near or f"; valid keys: {', '.join(names)}"))
         ann = hints.get(k, params[k].annotation)
         if isinstance(v, dict) and "_target_" in v:  # a nested config (a network): its own signature
-            from xgen.safety import _locate, target_allowed
+            from xgen.checkpoint.safety import _locate, target_allowed
 
             if target_allowed(v["_target_"], "net") is not None:
                 raise ConfigError(f"{key}.{k}._target_: {target_allowed(v['_target_'], 'net')}")
@@ -250,8 +250,8 @@ def _walk_finite(node: Any, key: str) -> None:
 
 
 def _cls(target: Any, kind: str, key: str) -> type:
-    from xgen.models.base import MODEL_REGISTRY
-    from xgen.safety import _locate, target_allowed
+    from xgen.registry import MODEL_REGISTRY
+    from xgen.checkpoint.safety import _locate, target_allowed
 
     if kind == "model" and str(target) in MODEL_REGISTRY:
         return MODEL_REGISTRY[str(target)]
@@ -268,7 +268,7 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
     Raises ConfigError naming the key and the fix."""
     from omegaconf import DictConfig, OmegaConf, open_dict
 
-    from xgen.train import instantiate
+    from xgen.runtime.compose import instantiate
 
     if isinstance(cfg, DictConfig):
         cfg = cfg.copy()
@@ -293,8 +293,8 @@ def validate(cfg: Any, run_dir: str | Path | None = None) -> None:
     if isinstance(c.get("jobs_per_gpu"), int) and c["jobs_per_gpu"] < 1:
         raise ConfigError(f"jobs_per_gpu: must be >= 1, got {c['jobs_per_gpu']}")
     if c.get("ckpt_path") not in (None, "last"):
-        from xgen.safety import read_checkpoint
-        from xgen.train import resolve_ckpt
+        from xgen.checkpoint.safety import read_checkpoint
+        from xgen.runtime.compose import resolve_ckpt
 
         ck, _ = resolve_ckpt(c["ckpt_path"], Path(run_dir or "."))
         try:
@@ -551,7 +551,7 @@ def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str |
     from hydra.core.global_hydra import GlobalHydra
 
     if config_dir is None:
-        from xgen.config import CONFIG_DIR as config_dir  # noqa: N811
+        from xgen.runtime.config import CONFIG_DIR as config_dir  # noqa: N811
     ours = [o for o in overrides if not _override_key(o).startswith("hydra")]
     if run_dir is None:
         rd = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "hydra.run.dir"]
@@ -641,7 +641,7 @@ def compose_cached(group_overrides: tuple[str, ...], config_dir: str | None = No
     from hydra.core.global_hydra import GlobalHydra
 
     if config_dir is None:
-        from xgen.config import CONFIG_DIR as config_dir  # noqa: N811
+        from xgen.runtime.config import CONFIG_DIR as config_dir  # noqa: N811
     key = (str(config_dir), *group_overrides)
     if key not in _COMPOSED:
         was = GlobalHydra.instance().is_initialized()
@@ -722,7 +722,7 @@ def check_output_dir(overrides: list[str]) -> None:
     write (Hydra would fail with a traceback), and a handed one must hold no link out of it."""
     import os
 
-    from xgen.rundir import check_run_tree
+    from xgen.runtime.rundir import check_run_tree
 
     for o in overrides:
         key = _override_key(o)

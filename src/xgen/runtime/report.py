@@ -1,11 +1,11 @@
 """Sweep reports: one table and a few plots for a run or a multirun directory (``xgen report``).
 
-Every run directory (:class:`xgen.rundir.RunDir`) becomes a row, like thesis Table 4.2: job id, the
+Every run directory (:class:`xgen.runtime.rundir.RunDir`) becomes a row, like thesis Table 4.2: job id, the
 overrides that distinguish it, status, wall time, and its final metrics. Outputs, written into the
 directory (or ``out``): ``report.csv``, ``report.md`` and PNG plots — each chosen metric against
 every swept numeric hyperparameter, and the per-epoch curves of every job (``curves.png``, one panel
 per logged key, each panel with its own legend; a job keeps its colour in every panel). The command
-line is :mod:`xgen.cli.report`.
+line is :mod:`xgen.runtime.cli.report`.
 
 A run directory may come from someone else, so nothing in it is trusted (docs/hardening.md, "Reports"):
 cells a spreadsheet would evaluate are prefixed with ``'`` in report.csv, text in report.md is
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from xgen.errors import ConfigError
-from xgen.rundir import RunDir, check_write_target, is_inside
+from xgen.checkpoint.runs import RunDir, is_inside
+from xgen.runtime.rundir import check_write_target
 
 DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
                    "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
@@ -563,12 +564,3 @@ def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[st
             "plots": [folder / n for n in plots], "warnings": problems.lines}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m xgen.report``: the same as ``xgen report`` (:mod:`xgen.cli.report`)."""
-    from xgen.cli.report import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The evaluation page: a small ``http.server`` app over :class:`~xgen.human_eval.store.Store`.
+"""The evaluation page: a small ``http.server`` app over :class:`~xgen.runtime.human_eval.store.Store`.
 
 Routes: ``GET /`` the next image and the answer form; ``GET /img/<token>`` the image behind a token
 issued to this session; ``POST /answer``; ``GET /results`` (HTML) and ``/results.json``. The session is
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from xgen.human_eval.store import AnswerRejected, Store
+from xgen.runtime.human_eval.store import AnswerRejected, Store
 
 COOKIE = "xgen_he"
 MAX_BODY = 4096
