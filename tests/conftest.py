@@ -4,7 +4,7 @@ Threads: every test runs with ``XGEN_TEST_THREADS`` (default 1) intra-op threads
 OpenBLAS variables are set to the same before torch is imported, so that ``xgen`` subprocesses the
 tests start inherit them. With more threads than free cores, OpenMP's threads wait for each other at
 every parallel region while the other processes hold the cores: on a loaded 2-core machine
-tests/test_activation_max.py took 9 min with 2 threads against 44 s idle (README, "Tests").
+tests/explain/test_activation_max.py took 9 min with 2 threads against 44 s idle (README, "Tests").
 """
 
 from __future__ import annotations

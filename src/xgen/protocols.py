@@ -23,7 +23,7 @@ protocol               members
 :class:`HasQ`          ``q(features)`` -> (categorical logits, means, log-variances)
 =====================  =====================================================================
 
-Which of xgen's models provide what (tested in ``tests/test_model_template.py``):
+Which of xgen's models provide what (tested in ``tests/models/test_model_template.py``):
 
 =========================  ==========  =======  ======  ======  =============  ===========
 model                      Generative  Decodes  Embeds  Encodes PredictsCodes  Adversarial

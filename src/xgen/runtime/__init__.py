@@ -7,5 +7,5 @@ run-directory writes (:mod:`xgen.runtime.rundir`), resume (:mod:`xgen.runtime.re
 (:mod:`xgen.runtime.report`) and the human evaluation study (:mod:`xgen.runtime.human_eval`).
 
 The runtime uses only the library's public API; the library (every other package of ``xgen``) never
-imports the runtime or Hydra (``.importlinter``, checked by ``tests/test_architecture.py``).
+imports the runtime or Hydra (``.importlinter``, checked by ``tests/core/test_architecture.py``).
 """

@@ -236,7 +236,7 @@ def test_vae_thesis_sweep_is_the_thesis_grid():
 def test_wandb_sweep_file_calls_the_same_entry_point(tmp_path):
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = yaml.safe_load(open(root / "sweeps" / "wandb" / "vae_beta.yaml"))
     sample = [f"{k}={v['values'][0] if 'values' in v else v['min']}" for k, v in spec["parameters"].items()]
     cmd = [c for c in spec["command"] if c != "${env}"]

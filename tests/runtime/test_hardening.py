@@ -20,7 +20,7 @@ from xgen.checkpoint.schema import ALL_KEY, DIGEST_KEY, full_digest
 from xgen.errors import ConfigError
 from xgen.checkpoint.safety import INT8_KEY, add_digest, quantize_int8, read_checkpoint
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
 FAST = ["data=digits", "data.repeat=1", "model/net=mlp", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
         "test=false", "data.train_subset=256", "logger=csv"]

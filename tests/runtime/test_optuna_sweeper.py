@@ -61,7 +61,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     return {**os.environ, "XGEN_OUTPUT": str(tmp / "outputs"), "WANDB_MODE": "offline",
             "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
             "OMP_NUM_THREADS": "1"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _run(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, list[str]]:

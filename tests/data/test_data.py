@@ -393,6 +393,6 @@ def test_a_tanh_gan_gets_data_in_minus_one_one_through_python():
                DigitsDataModule(batch_size=32).set_value_range(model.value_range)):
         seen = _fit_one_batch(model, dm, _BatchRange())
         assert len(seen) == 1 and all(-1.0 <= lo < -0.99 and hi <= 1.0 for lo, hi in seen)
-    # without either, the model tells the data module its range at setup (tests/test_value_range.py)
+    # without either, the model tells the data module its range at setup (tests/models/test_value_range.py)
     seen = _fit_one_batch(model, DigitsDataModule(batch_size=32), _BatchRange())
     assert len(seen) == 1 and all(-1.0 <= lo < -0.99 and hi <= 1.0 for lo, hi in seen)

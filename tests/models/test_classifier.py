@@ -14,7 +14,7 @@ from xgen.errors import ConfigError
 from xgen.models import Classifier
 from xgen.nets.classifier import StrongCNN, ThesisCNN
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_thesis_cnn_matches_fig_4_8():

@@ -135,7 +135,7 @@ def test_cli_trains_beta_vae(tmp_path):
 
 
 def test_wheel_ships_the_configs(tmp_path):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                         "-w", str(tmp_path), str(root)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

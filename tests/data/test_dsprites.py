@@ -103,7 +103,7 @@ def test_docs_grid_exists_and_patch_shapes():
     assert sprite_patch(0, 1.0, 0.0).sum() == 19 * 19  # half side 14/sqrt(2) = 9.9 px: pixel centres -9..9
     from pathlib import Path
 
-    assert (Path(__file__).parents[1] / "docs" / "img" / "dsprites_grid.png").is_file()
+    assert (Path(__file__).resolve().parents[2] / "docs" / "img" / "dsprites_grid.png").is_file()
 
 
 def _write_official(path, rows: np.ndarray, renderer: DSpritesRenderer, pickled_imgs: bool = False) -> None:

@@ -22,7 +22,7 @@ import pytest
 THIRD_PARTY = [
     ("lightning/pytorch/utilities/_pytree.py", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
     ("lightning/fabric/utilities/distributed.py", r"torch\.distributed\.nn\.functional\.all_gather is deprecated"),
-    # Lightning's hint on machines with SLURM installed (CI installs slurm-wlm for tests/test_slurm.py)
+    # Lightning's hint on machines with SLURM installed (CI installs slurm-wlm for tests/runtime/test_slurm.py)
     ("lightning/fabric/plugins/environments/slurm.py", r"The `srun` command is available on your system but is not used"),
 ]
 # messages that must never appear, warning or log line (each one was printed by xgen runs before)

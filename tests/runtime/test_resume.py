@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
 FAST = ["data=digits", "data.repeat=1", "model/net=mlp", "trainer.accelerator=cpu", "callbacks.progress_bar=null", "test=false",
         "data.train_subset=256", "logger=csv"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-CONF = Path(__file__).resolve().parents[1] / "src" / "xgen" / "conf"
+CONF = Path(__file__).resolve().parents[2] / "src" / "xgen" / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SMOKE = ["data=digits", "data.batch_size=32", "trainer.accelerator=cpu", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
          "++trainer.limit_val_batches=1", "trainer.enable_model_summary=false", "test=false",
