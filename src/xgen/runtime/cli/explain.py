@@ -57,7 +57,7 @@ def cmd_traverse(args) -> int:
 
     from xgen.explain.common import default_axes
 
-    model = load_explain_model(args.model)
+    model = load_explain_model(args.model, device=args.device)
     span = tuple(args.span)
     args.code = args.code or default_axes(model.latent)[1]
     if args.by:
@@ -77,7 +77,7 @@ def cmd_traverse(args) -> int:
 def cmd_interpolate(args) -> int:
     from xgen.explain.traversals import interpolate, interpolate_images
 
-    model = load_explain_model(args.model, args.encoder, args.refine_steps)
+    model = load_explain_model(args.model, args.encoder, args.refine_steps, device=args.device)
     paths = {}
     for method in (["linear", "slerp"] if args.method == "both" else [args.method]):
         if args.images:
@@ -104,8 +104,8 @@ def cmd_arithmetic(args) -> int:
     from xgen.explain.common import as_classifier
     from xgen.explain.traversals import concept_latents, latent_arithmetic
 
-    model = load_explain_model(args.model, args.encoder, args.refine_steps)
-    clf = as_classifier(load_classifier(args.classifier, args.data), model)
+    model = load_explain_model(args.model, args.encoder, args.refine_steps, device=args.device)
+    clf = as_classifier(load_classifier(args.classifier, args.data, device=args.device), model)
     if args.group and args.concept:
         raise ConfigError("--group and --concept: use one kind of group (class names, or indices)")
     if args.images and not args.group:
@@ -164,8 +164,8 @@ def cmd_grid(args) -> int:
     from xgen.explain.grids import explainability_grid
 
     t0 = time.perf_counter()
-    model = load_explain_model(args.model)
-    clf = as_classifier(load_classifier(args.classifier, args.data), model)
+    model = load_explain_model(args.model, device=args.device)
+    clf = as_classifier(load_classifier(args.classifier, args.data, device=args.device), model)
     g = explainability_grid(model, clf, args.rows, args.cols, steps=args.steps, span=tuple(args.span), seed=args.seed)
     png = g.figure(_out(args, f"{args.prefix}explainability_grid.png"))
     csv_p = g.save_csv(_out(args, f"{args.prefix}explainability_grid.csv"))
@@ -180,10 +180,10 @@ def cmd_decision_map(args) -> int:
     from xgen.explain.decision_maps import decision_maps
 
     t0 = time.perf_counter()
-    model = load_explain_model(args.model, args.encoder, args.refine_steps)
+    model = load_explain_model(args.model, args.encoder, args.refine_steps, device=args.device)
     x, y = load_split(args.data, "test", args.data_root)
     idx = parse_indices(args.images, len(x))
-    clf = load_classifier(args.classifier, args.data)
+    clf = load_classifier(args.classifier, args.data, device=args.device)
     dm = decision_maps(model, clf, images_in_range(x[idx], model.value_range), direction=args.direction,
                        gradient=args.gradient, delta=args.delta, step=args.step, max_step=args.max_step,
                        normalize=not args.raw, labels=y[idx], indices=idx)
@@ -216,7 +216,7 @@ def cmd_invert(args) -> int:
     from xgen.protocols import Encodes
 
     t0 = time.perf_counter()
-    model = load_explain_model(args.model)
+    model = load_explain_model(args.model, device=args.device)
     if isinstance(model, Encodes):
         raise ConfigError(f"--model: {type(model).__name__} already has an encoder; invert is for GANs")
     real = None
@@ -241,8 +241,8 @@ def cmd_neighbours(args) -> int:
     from xgen.explain.neighbours import nearest_neighbours
     from xgen.protocols import Generative, require
 
-    model = require(load_explain_model(args.model), Generative, "the nearest-neighbour check")
-    clf = load_classifier(args.classifier, args.data)
+    model = require(load_explain_model(args.model, device=args.device), Generative, "the nearest-neighbour check")
+    clf = load_classifier(args.classifier, args.data, device=args.device)
     with torch.no_grad():
         s = model.generate(model.latent.sample(args.n, generator=torch.Generator().manual_seed(args.seed))).cpu()
     tr, _ = load_split(args.data, "train", args.data_root)
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--data", default="fashion_mnist", choices=DATASETS)
         p.add_argument("--data-root", default=None, help="dataset folder (default: xgen's search path)")
+        p.add_argument("--device", default="cpu", help="cpu (default: the documented figures are made there) or cuda[:N]")
         if classifier:
             p.add_argument("--classifier", default="thesis",
                            help="thesis (fig. 4.8 CNN, default) | strong | a classifier weight file or checkpoint")

@@ -13,6 +13,19 @@ from xgen.errors import ConfigError
 DATASETS = ("fashion_mnist", "mnist", "digits")
 
 
+def parse_device(spec: str) -> torch.device:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device on a machine without one is one error line."""
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device: {spec!r} is not a device (cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec}: this machine has no CUDA device; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device: {spec!r}: only cpu and cuda are supported")
+    return dev
+
+
 class ArgParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own status)
         raise UsageError(message)
@@ -22,15 +35,15 @@ class UsageError(Exception):
     pass
 
 
-def load_explain_model(spec: str, encoder: str | None = None, refine_steps: int = 0):
-    """A checkpoint path or a shipped name -> the model in eval mode; with ``encoder`` (or for the
+def load_explain_model(spec: str, encoder: str | None = None, refine_steps: int = 0, device: str = "cpu"):
+    """A checkpoint path or a shipped name -> the model in eval mode on ``device``; with ``encoder`` (or for the
     shipped InfoGAN, its shipped encoder when asked for one) a GAN becomes an :class:`InvertedGAN`."""
     from xgen.explain.inversion import InvertedGAN, load_encoder
     from xgen.explain.shipped import SHIPPED, shipped_checkpoint
     from xgen.models import load_model
 
     path = shipped_checkpoint(spec) if spec in SHIPPED else Path(spec)
-    model = load_model(path)
+    model = load_model(path, map_location=parse_device(device))
     model.eval()
     if encoder is not None:
         enc_path = shipped_checkpoint("infogan-encoder") if encoder == "shipped" else Path(encoder)
@@ -39,9 +52,15 @@ def load_explain_model(spec: str, encoder: str | None = None, refine_steps: int 
     return model
 
 
-def load_classifier(spec: str, dataset: str):
+def load_classifier(spec: str, dataset: str, device: str = "cpu"):
     """``thesis`` / ``strong`` (shipped for ``dataset``) or a classifier weight file / xgen Classifier
-    checkpoint."""
+    checkpoint, on ``device``."""
+    clf = _load_classifier(spec, dataset)
+    clf.module.to(parse_device(device))
+    return clf
+
+
+def _load_classifier(spec: str, dataset: str):
     from xgen.explain.common import FASHION_MNIST_CLASSES, ExplainedClassifier, shipped_classifier
 
     if spec in ("thesis", "strong"):

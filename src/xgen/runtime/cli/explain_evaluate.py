@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--images", default="0-49", help="test indices (default 0-49)")
     ap.add_argument("--data", default="fashion_mnist", choices=DATASETS)
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     ap.add_argument("--out", default="xgen_explain/evaluate", help="output folder (default xgen_explain/evaluate)")
     ap.add_argument("--prefix", default="")
     ap.add_argument("--seed", type=int, default=0)
@@ -68,8 +69,8 @@ def _run(args) -> dict:
             raise ConfigError(f"--{k.replace('_', '-')}: must be >= 0, got {getattr(args, k)}")
     if not args.noise_std >= 0 or not args.sparsity_threshold >= 0:
         raise ConfigError("--noise-std / --sparsity-threshold: must be >= 0")
-    model = load_explain_model(args.model, args.encoder, args.refine_steps)
-    clf = as_classifier(load_classifier(args.classifier, args.data), model)
+    model = load_explain_model(args.model, args.encoder, args.refine_steps, device=args.device)
+    clf = as_classifier(load_classifier(args.classifier, args.data, device=args.device), model)
     fspec = args.fid_classifier
     if fspec in ("thesis", "strong"):
         ext = ClassifierExtractor(dataset=args.data, arch=fspec)
