@@ -8,12 +8,13 @@ ARGS  ?=
 # default index's wheels (on Linux x86-64 that is the CUDA build).
 TORCH_INDEX ?=
 
-.PHONY: install data run test test-fast bench bench-all clean help
+.PHONY: install data run test test-fast bench bench-gpu bench-all clean help
 help:
 	@echo "make run    install, then train the default experiment (VAE on Fashion-MNIST, a few minutes on CPU)"
 	@echo "make test   install, then run the test suite"
 	@echo "            TORCH_INDEX=<pip index URL>: take torch/torchvision from there first (e.g. CPU-only wheels)"
 	@echo "make bench  xgen vs hand-written loops, images/s (bench/bench_speed.py, ~6 min on 2 CPU cores)"
+	@echo "make bench-gpu  GPU readiness: every model, speed options, packing, FID, explain on CUDA (~8 min; one JSON line)"
 	@echo "make bench-all  every benchmark script in bench/ (one JSON line each)"
 
 install: $(STAMP)/install data
@@ -45,6 +46,9 @@ test-fast: install
 
 bench: install
 	OMP_NUM_THREADS=1 $(PY) bench/bench_speed.py $(ARGS)
+
+bench-gpu: install
+	$(PY) bench/bench_gpu.py $(ARGS)
 
 bench-all: install
 	@for f in bench/bench_*.py; do $(PY) $$f; done

@@ -198,3 +198,14 @@ def test_fuzz_invalid_overrides(tmp_path):
     assert not tally["accepted"], tally["accepted"][:20]
     assert not tally["unnamed"] and not tally["multi-line"], (tally["unnamed"][:10], tally["multi-line"][:5])
     assert elapsed < 180
+
+
+def test_force_add_override_is_accepted_like_hydra_does():
+    """``++trainer.max_steps=4`` sets a key the trainer config lacks (Hydra's force-add); the checks before
+    work accepted ``+`` but refused ``++`` as "not a key of this config"."""
+    from xgen.runtime.validate import precheck_command
+
+    assert precheck_command(["model=gan", "data=digits", "++trainer.max_steps=4", "++trainer.max_epochs=1"]) == 1
+    assert precheck_command(["-m", "model=gan", "data=digits", "++trainer.max_steps=4", "seed=1,2"]) == 2
+    with pytest.raises(ConfigError, match="trainer.max_step: not a key of this config; did you mean trainer.max_"):
+        precheck_command(["model=gan", "data=digits", "trainer.max_step=4"])

@@ -594,7 +594,10 @@ def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
             raise NotImplementedError(o)
         value = ov.value()
         try:
-            if ov.is_add():
+            if ov.is_force_add():  # ++key=value: set it whether or not the config has it
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            elif ov.is_add():
                 if OmegaConf.select(cfg, key, throw_on_missing=False) is not None:
                     raise ConfigError(f"{key}: already in the config; override it without '+'")
                 with open_dict(cfg):
