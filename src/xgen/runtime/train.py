@@ -305,8 +305,8 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
     from xgen.callbacks import finite_guard
 
     finite_guard.attach(trainer)  # NaN/inf ends the run as failed, naming the step and the last good ckpt
-    resume.attach(trainer)
-    signals.attach(trainer, run_dir)
+    signals.attach(trainer, run_dir)  # configured (callbacks.stop_on_signal) or added; moved to the end
+    resume.attach(trainer)  # configured (callbacks.resume_state) or added; after every other callback
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     watch = signals.active()
