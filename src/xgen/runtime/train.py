@@ -61,6 +61,9 @@ def build(cfg: DictConfig, run_dir: Path):
     # networks inside the model config are built by the model itself (it knows image_shape)
     model = instantiate(cfg.model, "model", image_shape=list(datamodule.image_shape),
                         _recursive_=False, _convert_="all")
+    from xgen.runtime.validate import check_built  # what needs the built objects, checked on the ones trained
+
+    check_built(datamodule, model)
     if isinstance(datamodule, InMemoryDataModule):
         model_range = value_range_of(model)
         if datamodule.value_range_given and datamodule.value_range != model_range:
