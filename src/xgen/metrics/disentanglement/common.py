@@ -18,7 +18,9 @@ from xgen.data.base import to_value_range
 from xgen.errors import ConfigError, DataError, check
 from xgen.protocols import Embeds, require
 
-__all__ = ["BATCH_SIZE", "NUM_TRAIN", "NUM_EVAL", "NUM_BINS", "NUM_VARIANCE", "PRUNE_STD", "DisentanglementWarning", "FactorData", "ScoreResult", "discretize", "discrete_factors", "entropy", "mutual_information_matrix", "codes_of_model"]
+__all__ = ["BATCH_SIZE", "NUM_TRAIN", "NUM_EVAL", "NUM_BINS", "NUM_VARIANCE", "PRUNE_STD",
+           "DisentanglementWarning", "FactorData", "ScoreResult", "discretize", "discrete_factors", "entropy",
+           "mutual_information_matrix", "codes_of_model"]
 
 
 BATCH_SIZE = 64

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from xgen.errors import ConfigError
-from xgen.metrics.disentanglement.common import NUM_BINS, _codes, _factors, _informative, _names, _train_test, discrete_factors
+from xgen.metrics.disentanglement.common import (NUM_BINS, _codes, _factors, _informative, _names, _train_test,
+                                                 discrete_factors)
 
 __all__ = ["DCIResult", "dci", "dci_from_importance"]
 
