@@ -64,22 +64,29 @@ def _callbacks(overrides: list[str]) -> dict:
 
 # ------------------------------------------------------------------------------------------ presets
 def test_presets_compose_to_the_callbacks_they_always_had():
-    """The five presets, as before the split into one file per callback (same keys, order, values)."""
+    """The five presets, as before the split into one file per callback (same keys, order, values), plus
+    the clean stop on signals and exact resume (configured in every preset but none; the runtime adds
+    them to any config that lacks them, tests/runtime/test_signals.py)."""
     default, gan = _callbacks(["callbacks=default"]), _callbacks(["callbacks=gan"])
-    assert list(default) == ["model_checkpoint", "sample_grids", "progress_bar", "lr_monitor"]
+    assert list(default) == ["model_checkpoint", "sample_grids", "progress_bar", "stop_on_signal", "resume_state",
+                             "lr_monitor"]
+    assert default["stop_on_signal"] == {"_target_": "xgen.callbacks.signals.StopOnSignal",
+                                         "run_dir": "${paths.output_dir}"}
+    assert default["resume_state"] == {"_target_": "xgen.callbacks.resume.ResumeState"}
     assert default["model_checkpoint"]["save_top_k"] == 1 and default["model_checkpoint"]["save_last"] is True
     assert default["model_checkpoint"]["_target_"] == "xgen.callbacks.checkpoint.Checkpoint"  # atomic, every epoch
     assert default["sample_grids"] == {"_target_": "xgen.callbacks.SampleGrids", "every_n_epochs": 1,
                                        "num_samples": 64, "num_reconstructions": 32, "nrow": 8}
     assert default["lr_monitor"] is None
     assert list(gan) == ["model_checkpoint", "sample_grids", "mutual_information", "collapse_guard",
-                         "dropout_schedule", "progress_bar"]
+                         "dropout_schedule", "progress_bar", "stop_on_signal", "resume_state"]
     assert gan["model_checkpoint"] == default["model_checkpoint"]
     assert gan["sample_grids"] == {**default["sample_grids"], "num_reconstructions": 0, "traversal": True,
                                    "traversal_categorical": 0, "traversal_continuous": 0, "traversal_steps": 10,
                                    "traversal_span": [-1.0, 1.0]}
     assert gan["mutual_information"]["num_samples"] == 1000 and gan["collapse_guard"]["action"] == "warn"
     assert gan["dropout_schedule"] is None and gan["progress_bar"] == default["progress_bar"]
+    assert gan["stop_on_signal"] == default["stop_on_signal"] and gan["resume_state"] == default["resume_state"]
     gan_dropout = _callbacks(["callbacks=gan_dropout"])
     assert list(gan_dropout) == list(gan)
     assert gan_dropout["dropout_schedule"] == {"_target_": "xgen.callbacks.DropoutSchedule", "p": 0.25, "layers": 2,

@@ -52,6 +52,15 @@ def test_bad_values_fail_before_training(compose, override, key, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_checks_on_the_built_objects_run_in_build(compose, tmp_path):
+    """train(cfg) from Python (no validate before it) still refuses a model whose classes differ from the
+    data's: train.build checks the objects it built (xgen.runtime.validate.check_built)."""
+    cfg = compose(["data=digits", "model=classifier", "model.num_classes=5"])
+    with pytest.raises(ConfigError, match=r"model\.num_classes: 5, but data=DigitsDataModule has 10 classes"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_missing_data_offline_fails_before_training(compose, tmp_path, monkeypatch):
     from xgen.data import locate
 

@@ -126,3 +126,36 @@ def test_multirun_relaunch_continues_interrupted_job_with_its_overrides(tmp_path
     s = _summary(sweep / "0")
     assert s["status"] == "completed" and s["global_step"] == 8, s  # 2 epochs x 4 batches (256 samples, batch 64)
     assert "continuing" in (sweep / "0" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("preset", [["callbacks=none"], ["callbacks=default", "+callbacks/fid=default"],
+                                    ["callbacks=gan", "callbacks.resume_state=null", "callbacks.stop_on_signal=null"]])
+def test_stop_on_signal_and_resume_state_are_configured_or_added_and_come_last(compose, tmp_path, preset):
+    """Both are entries of the callbacks config (every preset but none); a config without them still gets
+    them; StopOnSignal comes after the checkpoint callbacks and ResumeState after every callback."""
+    from xgen.callbacks.checkpoint import Checkpoint
+    from xgen.callbacks.resume import ResumeState
+    from xgen.callbacks.signals import StopOnSignal, active_watch
+    from xgen.runtime import resume, signals
+    from xgen.runtime.train import build
+
+    model = ["model=infogan"] if "callbacks=gan" in preset else ["model=vae"]
+    cfg = compose(["data=digits", *model, *preset, "logger=csv", "trainer.accelerator=cpu"])
+    configured = [k for k in ("stop_on_signal", "resume_state") if (cfg.callbacks or {}).get(k) is not None]
+    assert configured == ([] if "callbacks=none" in preset or "callbacks.resume_state=null" in preset
+                          else ["stop_on_signal", "resume_state"])
+    _, _, trainer, _ = build(cfg, tmp_path / "run")
+    before = [c for c in trainer.callbacks if isinstance(c, (StopOnSignal, ResumeState))]
+    assert len(before) == len(configured)
+    with signals.SignalWatch() as watch:
+        assert signals.active() is watch and active_watch() is watch
+        signals.attach(trainer, tmp_path / "run")
+        resume.attach(trainer)
+    assert active_watch() is None
+    *rest, stop, state = trainer.callbacks
+    assert isinstance(stop, StopOnSignal) and isinstance(state, ResumeState)
+    assert not any(isinstance(c, (StopOnSignal, ResumeState)) for c in rest)
+    assert all(c in (stop, state) for c in before)  # the configured ones are kept, not replaced
+    assert stop.watch is None  # it reads the active watch at every check
+    if "callbacks=none" not in preset:
+        assert any(isinstance(c, Checkpoint) for c in rest)

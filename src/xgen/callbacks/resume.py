@@ -1,12 +1,13 @@
 """Exact resume: every RNG state goes into the checkpoint and comes back at the step it was taken.
 
-:class:`ResumeState` is a callback every training job gets (the runtime adds it: :mod:`xgen.runtime.resume`). Its state (saved in each checkpoint) holds
-the Python, NumPy, torch CPU and CUDA generator states at the moment of the save; on resume they are
-put back just before the next training batch runs (mid-epoch checkpoint) or just before the next
-epoch starts (end-of-epoch checkpoint), which is where the uninterrupted run was when it saved. The
-data order is a function of (seed, epoch) and the position inside the epoch is saved by the data
-loader (:class:`xgen.data.base.TensorBatches`), so a run killed at any step and resumed on the same
-machine with deterministic settings ends bit-identical to an uninterrupted one.
+:class:`ResumeState` is a callback every training job has: configured (``callbacks.resume_state`` in
+every preset), and added by the runtime to a config without it, after every other callback. Its state
+(saved in each checkpoint) holds the Python, NumPy, torch CPU and CUDA generator states at the moment of
+the save; on resume they are put back just before the next training batch runs (mid-epoch checkpoint)
+or just before the next epoch starts (end-of-epoch checkpoint), which is where the uninterrupted run was
+when it saved. The data order is a function of (seed, epoch) and the position inside the epoch is saved
+by the data loader (:class:`xgen.data.base.TensorBatches`), so a run killed at any step and resumed on the
+same machine with deterministic settings ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations

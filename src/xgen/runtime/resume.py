@@ -1,6 +1,7 @@
 """Resuming a run directory: the run's own config comes back (with the few overrides a resume may
 change), its checkpoint is checked against that config before anything is built, and every training job
-gets a :class:`~xgen.callbacks.resume.ResumeState` callback (exact RNG resume)."""
+has a :class:`~xgen.callbacks.resume.ResumeState` callback (exact RNG resume): configured
+(``callbacks.resume_state``), else added by :func:`attach`."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ from xgen.callbacks.resume import ResumeState
 
 
 def attach(trainer: Any) -> None:
-    """Give ``trainer`` a :class:`ResumeState` (after every other callback, so it sees their effects)."""
-    if not any(isinstance(c, ResumeState) for c in trainer.callbacks):
-        trainer.callbacks.append(ResumeState())
+    """Make sure ``trainer`` resumes exactly: :class:`ResumeState` is a configured callback
+    (``callbacks.resume_state`` in every preset), but exact resume is part of a job's correctness, so a
+    trainer whose config has none (``callbacks=none``, a user's own callbacks, a run's older config.yaml)
+    gets one here; and it is moved after every other callback, so it sees their effects (Lightning's
+    Trainer puts the checkpoint callbacks last of the list it is given). Call it after every other
+    callback is in place."""
+    found = [c for c in trainer.callbacks if isinstance(c, ResumeState)]
+    others = [c for c in trainer.callbacks if not isinstance(c, ResumeState)]
+    trainer.callbacks = others + (found or [ResumeState()])
 
 
 # ----------------------------------------------------------------------------- resuming a run directory

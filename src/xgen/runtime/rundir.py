@@ -10,7 +10,8 @@ from typing import Any
 from xgen.checkpoint.runs import atomic_write_text, is_inside
 from xgen.errors import ConfigError
 
-WRITE_KEYS = ("dirpath", "path", "save_dir", "dir", "log_dir", "root_dir", "default_root_dir", "output_dir")
+WRITE_KEYS = ("dirpath", "path", "save_dir", "dir", "log_dir", "root_dir", "default_root_dir", "output_dir",
+              "run_dir")
 """Config keys (under ``callbacks``, ``logger``, ``trainer``, ``paths``) that name where a job writes."""
 MAX_TREE = 20_000
 

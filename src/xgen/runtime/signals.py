@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from xgen.callbacks.signals import StopOnSignal
+from xgen.callbacks.signals import StopOnSignal, active_watch, set_active_watch
 
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1")) if s is not None)
 
@@ -33,12 +33,11 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
-_ACTIVE: "SignalWatch | None" = None
-
-
 class SignalWatch:
     """Context manager: while active, SIGTERM/SIGINT/SIGUSR1 set ``self.signum`` instead of killing the
-    process (main thread only; elsewhere it does nothing)."""
+    process (main thread only; elsewhere it does nothing). Entering registers it as the active watch with
+    :func:`xgen.callbacks.signals.set_active_watch` (where a :class:`StopOnSignal` without a watch of its
+    own finds it); leaving puts the previous one back."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -59,15 +58,12 @@ class SignalWatch:
             self._previous.setdefault(s, prev)
 
     def __enter__(self) -> "SignalWatch":
-        global _ACTIVE
-        self._outer = _ACTIVE
-        _ACTIVE = self
+        self._outer = set_active_watch(self)
         self.install()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        global _ACTIVE
-        _ACTIVE = self._outer
+        set_active_watch(self._outer)
         if threading.current_thread() is threading.main_thread():
             for s, prev in self._previous.items():
                 signal.signal(s, prev if prev is not None else signal.SIG_DFL)
@@ -79,11 +75,20 @@ class SignalWatch:
 
 
 def active() -> SignalWatch | None:
-    return _ACTIVE
+    """The active watch (registered with :mod:`xgen.callbacks.signals` while a :class:`SignalWatch` is entered)."""
+    return active_watch()
 
 
 def attach(trainer: Any, run_dir: str | Path) -> None:
-    """Add :class:`StopOnSignal` for the active watch to ``trainer`` (no-op outside a watch)."""
-    watch = active()
-    if watch is not None and not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
-        trainer.callbacks.append(StopOnSignal(watch, run_dir))
+    """Make sure ``trainer`` stops cleanly on signals: :class:`StopOnSignal` is a configured callback
+    (``callbacks.stop_on_signal`` in every preset), but a clean stop is part of a job's correctness, so a
+    trainer whose config has none (``callbacks=none``, a user's own callbacks, a run's older config.yaml)
+    gets one here, for the active watch; and the configured one is moved to the end of the callbacks
+    (after the checkpoint callbacks, which Lightning's Trainer puts last): a stop saves after they ran.
+    Call :func:`xgen.runtime.resume.attach` after this (ResumeState comes after every callback). No-op
+    outside a watch."""
+    if active() is None:
+        return
+    found = [c for c in trainer.callbacks if isinstance(c, StopOnSignal)]
+    others = [c for c in trainer.callbacks if not isinstance(c, StopOnSignal)]
+    trainer.callbacks = others + (found or [StopOnSignal(run_dir=run_dir)])

@@ -61,6 +61,9 @@ def build(cfg: DictConfig, run_dir: Path):
     # networks inside the model config are built by the model itself (it knows image_shape)
     model = instantiate(cfg.model, "model", image_shape=list(datamodule.image_shape),
                         _recursive_=False, _convert_="all")
+    from xgen.runtime.validate import check_built  # what needs the built objects, checked on the ones trained
+
+    check_built(datamodule, model)
     if isinstance(datamodule, InMemoryDataModule):
         model_range = value_range_of(model)
         if datamodule.value_range_given and datamodule.value_range != model_range:
@@ -305,8 +308,8 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
     from xgen.callbacks import finite_guard
 
     finite_guard.attach(trainer)  # NaN/inf ends the run as failed, naming the step and the last good ckpt
-    resume.attach(trainer)
-    signals.attach(trainer, run_dir)
+    signals.attach(trainer, run_dir)  # configured (callbacks.stop_on_signal) or added; moved to the end
+    resume.attach(trainer)  # configured (callbacks.resume_state) or added; after every other callback
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     watch = signals.active()
