@@ -72,7 +72,6 @@ def build(cfg: DictConfig, run_dir: Path):
     from xgen.callbacks.checkpoint import install_atomic_io
 
     speed.apply(model, speed.options(cfg.get("speed")))  # channels_last, compile; cuda_graph at train start
-    speed.install_fast_hook_dispatch()  # Lightning calls only the hooks a callback or the model implements
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__,
