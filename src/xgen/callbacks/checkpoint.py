@@ -209,6 +209,15 @@ class Checkpoint(ModelCheckpoint):
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_time = time.monotonic()
 
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key (its monitor, mode and schedule, all fixed when it is built), computed
+        once: Lightning reads it for every hook it calls, about 6 times a training step."""
+        key = self.__dict__.get("_xgen_state_key")
+        if key is None:
+            key = self.__dict__["_xgen_state_key"] = super().state_key
+        return key
+
     def _own_file(self, p: Any) -> bool:
         """Whether ``p`` names a checkpoint file in this callback's own folder (not a link, not elsewhere)."""
         if not isinstance(p, str) or not p or not self.dirpath:

@@ -14,9 +14,11 @@ Precision is Lightning's ``trainer.precision`` (``32-true`` default, ``bf16-mixe
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any, Mapping
 
 import torch
+from lightning.pytorch.profilers import PassThroughProfiler
 from torch import nn
 
 from xgen.errors import ConfigError
@@ -54,4 +56,18 @@ def apply(model: nn.Module, opts: Mapping[str, bool]) -> nn.Module:
             net.compile()
     model._xgen_cuda_graph = bool(opts.get("cuda_graph"))
     return model
+
+
+NULL_CONTEXT = nullcontext()
+
+
+class NoProfiler(PassThroughProfiler):
+    """Lightning's default profiler (it records nothing) with a cheaper ``profile``: one shared empty
+    context instead of a new generator-based context manager per call. Lightning enters ``profile`` for
+    every hook of every callback and of the model, about 100 times a training step (docs/speed.md).
+    :func:`xgen.runtime.train.build` gives it to the trainer unless ``trainer.profiler`` is set; a real
+    profiler (``trainer.profiler=simple``) records every hook as before."""
+
+    def profile(self, action_name: str) -> nullcontext:
+        return NULL_CONTEXT
 

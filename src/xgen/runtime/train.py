@@ -76,8 +76,9 @@ def build(cfg: DictConfig, run_dir: Path):
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__,
                             group=sweep_group(cfg))
+    quiet = {} if cfg.trainer.get("profiler") else {"profiler": speed.NoProfiler()}  # docs/speed.md
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                          default_root_dir=str(run_dir))
+                          default_root_dir=str(run_dir), **quiet)
     install_atomic_io(trainer)  # every checkpoint read is checked as data, every write atomic (xgen.checkpoint.schema)
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
