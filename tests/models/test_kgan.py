@@ -1,4 +1,4 @@
-"""KGAN: the balanced partition, routing of batch images to their member, k = 1 against xgen.models.GAN,
+"""KGAN: the balanced partition (xgen.models.partition), routing of batch images to their member, k = 1 against xgen.models.GAN,
 generation, checkpoints and the errors for bad k."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from xgen.errors import ConfigError, DataError
-from xgen.models.kgan import (KGAN, ImageIndex, balanced_assignment, capacities, check_k, kmeans_partition,
-                              to_uint8)
+from xgen.models.kgan import KGAN, ImageIndex, to_uint8
+from xgen.models.partition import balanced_assignment, capacities, check_k, kmeans_partition
 from xgen.protocols import Adversarial, Generative
 
 G_NET = {"_target_": "xgen.nets.kgan.KGANGenerator", "channels": [8, 8, 4]}

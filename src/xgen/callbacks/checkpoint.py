@@ -30,6 +30,7 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -208,6 +209,15 @@ class Checkpoint(ModelCheckpoint):
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_time = time.monotonic()
 
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key (its monitor, mode and schedule, all fixed when it is built), computed
+        once: Lightning reads it for every hook it calls, about 6 times a training step."""
+        key = self.__dict__.get("_xgen_state_key")
+        if key is None:
+            key = self.__dict__["_xgen_state_key"] = super().state_key
+        return key
+
     def _own_file(self, p: Any) -> bool:
         """Whether ``p`` names a checkpoint file in this callback's own folder (not a link, not elsewhere)."""
         if not isinstance(p, str) or not p or not self.dirpath:
@@ -252,8 +262,9 @@ class Checkpoint(ModelCheckpoint):
         state.setdefault("best_model_score", None)
         super().load_state_dict(state)
 
-    def _save_checkpoint(self, trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint the trainer writes (this callback's, a signal's, a user's) restarts the
+        ``every_n_minutes`` clock: the work since then is saved."""
         self._last_time = time.monotonic()
 
     def last_path(self) -> str:
@@ -261,10 +272,16 @@ class Checkpoint(ModelCheckpoint):
         return self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST)
 
     def save_last_now(self, trainer) -> str:
-        """Write ``last.ckpt`` of the current state (mid-epoch saves: timer, signals)."""
+        """Write ``last.ckpt`` of the current state (mid-epoch saves: timer, signals) through the trainer's
+        public ``save_checkpoint`` (atomic: :class:`AtomicCheckpointIO`), then tell the loggers as
+        ``ModelCheckpoint`` does. The epoch-end checkpoints stay ``ModelCheckpoint``'s own."""
         path = self.last_path()
-        self.last_model_path = path
-        self._save_checkpoint(trainer, path)
+        self.last_model_path = path  # before the save: it is part of this callback's state in the file
+        trainer.save_checkpoint(path, self.save_weights_only)
+        self._last_time = time.monotonic()
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
         return path
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -88,22 +88,22 @@ class ResumeState(Callback):
     """Saves the RNG states with every checkpoint and restores them where the saving run was."""
 
     def __init__(self) -> None:
-        self._trainer: Any = None
+        self._fit_trainer: Any = None
         self._pending: dict[str, Any] | None = None
         self._loaded: dict[str, Any] | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        self._trainer = trainer
+        self._fit_trainer = trainer
 
     def state_dict(self) -> dict[str, Any]:
-        t = self._trainer
+        t = self._fit_trainer
         return {"rng": capture_rng(), "mid_epoch": bool(t is not None and _mid_epoch(t)),
                 "global_step": int(t.global_step) if t is not None else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         from xgen.checkpoint.schema import check_mapping, source_of
 
-        source = source_of(self._trainer)
+        source = source_of(self._fit_trainer)
         state = check_mapping(state_dict, {"rng": dict, "mid_epoch": bool, "global_step": int}, source,
                               "callbacks/ResumeState", required=True)
         check_rng(state["rng"], source)

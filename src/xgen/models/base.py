@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -86,22 +87,6 @@ def verify_checkpoint(module: Any, checkpoint: dict) -> None:
     check_finite(checkpoint, source)
     check_state_dict_matches(checkpoint["state_dict"], module, source,
                              resizable=tuple(getattr(module, "resizable_buffers", ())))
-
-
-class SafeLoad:
-    """``Model.load_from_checkpoint(path)`` through :func:`load_model`: the file is read with
-    ``weights_only=True``, its digest verified, its network configs allow-listed."""
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
-                             strict: bool | None = None, **kwargs: Any):
-        if hparams_file is not None:
-            raise ConfigError("load_from_checkpoint: hparams_file is not supported by xgen models; the "
-                              "hyperparameters saved in the checkpoint are used (pass overrides as keywords).")
-        kwargs.pop("weights_only", None)
-        model = load_model(checkpoint_path, map_location=map_location or "cpu", strict=strict is not False,
-                           cls_expected=cls, overrides=kwargs)
-        return model.train()
 
 
 def _class_from_config(path: Path) -> str | None:
@@ -190,15 +175,30 @@ def agree_value_range(module: L.LightningModule) -> None:
                           f"value_range={list(want)} (or leave it unset: the model's range is then used).")
 
 
-def log_due(trainer: Any) -> bool:
-    """Whether Lightning writes the loggers after this training batch: every ``log_every_n_steps``
-    batches, when training stops, and at the last batch of an epoch (then the epoch value is complete)."""
-    try:
-        if trainer._logger_connector.should_update_logs:
-            return True
-        return bool(trainer.fit_loop.epoch_loop._is_training_done)
-    except AttributeError:  # a Lightning without these internals: hand over every step (correct, slower)
+def log_due(trainer: Any, batch_idx: int) -> bool:
+    """Whether Lightning writes the loggers after training batch ``batch_idx``: every ``log_every_n_steps``
+    logger steps (and when training stops), at the last batch of an epoch (then the epoch value is
+    complete) and when ``max_steps`` is reached. Read from the trainer's public state only.
+
+    Lightning's logger step counts the training batches of every epoch so far (one per optimiser step
+    under automatic optimisation with gradient accumulation); it is resumed with the checkpoint, as are
+    ``current_epoch`` and ``batch_idx``, so the count below is the same after a resume."""
+    n = trainer.num_training_batches
+    done = batch_idx + 1 >= n or (trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps)
+    every = int(trainer.log_every_n_steps)
+    if every <= 0:
+        return done
+    if trainer.should_stop or done:
         return True
+    module = trainer.lightning_module
+    accumulate = int(trainer.accumulate_grad_batches)
+    if module is not None and module.automatic_optimization and accumulate > 1:
+        stepped = (batch_idx + 1) % accumulate == 0  # else gradients accumulate: Lightning writes nothing
+        step = trainer.global_step + (0 if stepped else 1)
+    else:
+        before = trainer.current_epoch * n if trainer.current_epoch and math.isfinite(n) else 0
+        step = int(before) + batch_idx + 1
+    return step % every == 0
 
 
 class TrainLog:
@@ -236,28 +236,74 @@ class TrainLog:
         sums.clear()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.__dict__.get("_train_sums") and log_due(self.trainer):
+        if self.__dict__.get("_train_sums") and log_due(self.trainer, batch_idx):
             self.flush_train_log()
 
     def on_train_epoch_start(self) -> None:
         self.__dict__.setdefault("_train_sums", {}).clear()
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook call (about 40 times a training step); it is
-        # never a parameter, buffer or module, so nn.Module's bookkeeping (about 1 us a call) is skipped
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
+class XgenModule(TrainLog, L.LightningModule):
+    """The base class of every xgen model (VAEs, GANs, k-GAN, the classifier).
 
-class StepModule(SafeLoad, TrainLog, L.LightningModule):
-    """A LightningModule with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
-    hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``; its class is
-    recorded in checkpoints so :func:`load_model` can rebuild it."""
+    * **safe loading**: ``Model.load_from_checkpoint(path)`` goes through :func:`load_model` (the file
+      read with ``weights_only=True``, its digest verified, its network configs allow-listed);
+    * **checkpoints**: ``on_save_checkpoint`` records the class and the tensors' digest
+      (:func:`record_class`), ``on_load_checkpoint`` verifies a checkpoint before Lightning restores it
+      (:func:`verify_checkpoint`);
+    * **data range**: ``setup`` agrees the data module's ``value_range`` with the model's
+      (:func:`agree_value_range`);
+    * **training metrics**: :class:`TrainLog` (``log_train``; ``train_prog_bar``, ``train_sync_dist``).
+
+    Capabilities (:mod:`xgen.protocols`) are declared by the members a model defines; every model
+    declares ``value_range`` (the images it reads and writes) and ``image_shape``, and
+    ``resizable_buffers`` names buffers whose length is known only at fit time (checked by name, not
+    shape, when a checkpoint is restored). A subclass that overrides ``setup``, ``on_save_checkpoint``
+    or ``on_load_checkpoint`` calls ``super()``.
+    """
+
+    value_range: tuple[float, float]
+    image_shape: tuple[int, ...]
+    resizable_buffers: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Lightning asks every training step whether training_step takes batch_idx (inspect.getfullargspec,
+        # about 0.1 ms on a CPU); a function's __signature__ (Python's inspect protocol) answers it at once
+        super().__init_subclass__(**kwargs)
+        import inspect
+
+        for name in ("training_step", "validation_step", "test_step"):
+            fn = cls.__dict__.get(name)
+            if inspect.isfunction(fn) and "__signature__" not in fn.__dict__:
+                fn.__signature__ = inspect.signature(fn)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any):
+        """``Model.load_from_checkpoint(path)`` through :func:`load_model`, in train mode (Lightning's
+        convention); keywords replace saved hyperparameters."""
+        if hparams_file is not None:
+            raise ConfigError("load_from_checkpoint: hparams_file is not supported by xgen models; the "
+                              "hyperparameters saved in the checkpoint are used (pass overrides as keywords).")
+        kwargs.pop("weights_only", None)
+        model = load_model(checkpoint_path, map_location=map_location or "cpu", strict=strict is not False,
+                           cls_expected=cls, overrides=kwargs)
+        return model.train()
 
     def setup(self, stage: str) -> None:
         agree_value_range(self)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
+        record_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        verify_checkpoint(self, checkpoint)
+
+
+class StepModule(XgenModule):
+    """A model with one Adam over all its parameters (``lr``, ``betas``, ``weight_decay``
+    hyperparameters) whose train/val/test steps all go through ``_step(batch, stage)``."""
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         raise NotImplementedError
@@ -265,19 +311,18 @@ class StepModule(SafeLoad, TrainLog, L.LightningModule):
     # One plain update a step (xgen.models.step.player_update) instead of Lightning's automatic
     # optimisation, whose closure and hooks cost about 1 ms a step around a 15 ms MLP-VAE step on a CPU
     # (docs/speed.md). Lightning implements gradient clipping and accumulation only for automatic
-    # optimisation, so a trainer that asks for either gets it.
+    # optimisation, so a trainer that asks for either gets it. ``manual_step = False``: always Lightning's.
     manual_step: bool = True
 
-    @property
-    def automatic_optimization(self) -> bool:
-        t = self._trainer
-        if not self._automatic_optimization or not self.manual_step or t is None:
-            return self._automatic_optimization
-        return bool(t.gradient_clip_val) or int(t.accumulate_grad_batches) > 1
-
-    @automatic_optimization.setter
-    def automatic_optimization(self, value: bool) -> None:
-        self._automatic_optimization = bool(value)
+    def configure_callbacks(self):
+        """Choose the optimisation for this trainer (Lightning's public ``automatic_optimization`` setter).
+        This is the first hook of a run with the trainer attached, and it comes before Lightning checks
+        the configuration (which refuses clipping or accumulation under manual optimisation) and before
+        ``configure_optimizers``. A subclass that overrides it calls ``super()``."""
+        if self.manual_step:
+            t = self.trainer
+            self.automatic_optimization = bool(t.gradient_clip_val) or int(t.accumulate_grad_batches) > 1
+        return []
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
@@ -291,12 +336,6 @@ class StepModule(SafeLoad, TrainLog, L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        record_class(self, checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        verify_checkpoint(self, checkpoint)
 
     def configure_optimizers(self):
         h = self.hparams

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -20,10 +19,11 @@ from torch import nn
 from xgen.errors import ConfigError, XgenError, check
 from xgen.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty, real_nll
 from xgen.latent import Codes, LatentSpec
-from xgen.models.base import SafeLoad, TrainLog, adam, agree_value_range, build_net, check_optim, plain, record_class, verify_checkpoint
+from xgen.models.base import XgenModule, adam, build_net, check_optim, plain
 from xgen.models.inference import inference
+from xgen.models.lightning_private import count_optimizer_steps
 from xgen.models.step import adversarial_step
-from xgen.nets.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+from xgen.nets.gan import BATCH_NORMS, ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
 
 NetSpec = nn.Module | Mapping | None
 D_BATCH = ("separate", "joint")
@@ -60,7 +60,7 @@ def plain_latent(latent: LatentSpec | Mapping | None) -> dict | None:
     return latent.to_dict() if isinstance(latent, LatentSpec) else plain(latent)
 
 
-class GAN(SafeLoad, TrainLog, L.LightningModule):
+class GAN(XgenModule):
     """A GAN (Goodfellow et al. 2014) trained with Lightning's manual optimisation.
 
     Args:
@@ -118,7 +118,7 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
         self._last_losses: dict[str, torch.Tensor] = {}
         self._build_heads()
         self._check_shapes()
-        if loss == "wgan_gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules()):
+        if loss == "wgan_gp" and any(isinstance(m, BATCH_NORMS) for m in self.discriminator.modules()):
             rank_zero_warn("model.loss=wgan_gp with BatchNorm in the critic: the penalty is then only approximate "
                            "(Gulrajani et al. 2017 drop BN); consider model.discriminator.norm=false.")
 
@@ -240,17 +240,7 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
             loss = loss + extra
         return loss, logs
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record the class so that a loader can rebuild the model from the checkpoint file alone."""
-        record_class(self, checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        verify_checkpoint(self, checkpoint)
-
     # ------------------------------------------------------------------ DDP
-    def setup(self, stage: str) -> None:
-        agree_value_range(self)
-
     def on_train_start(self) -> None:
         """Under DDP, synchronise gradients here rather than in DDP's reducer: a GAN step has two
         backward passes, each using only some parameters, which the reducer (one backward per forward,
@@ -276,17 +266,16 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
         if not self._sync_grads:
             return
         import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         grads = [p.grad for p in params]
-        flat = _flatten_dense_tensors(grads)
+        flat = torch.cat([g.reshape(-1) for g in grads])  # one all-reduce for the whole player
         dist.all_reduce(flat)
         flat.div_(self.trainer.world_size)
-        for g, s in zip(grads, _unflatten_dense_tensors(flat, grads)):
-            g.copy_(s)
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
 
     # ------------------------------------------------------------------ Lightning
     def configure_optimizers(self):
@@ -315,10 +304,8 @@ class GAN(SafeLoad, TrainLog, L.LightningModule):
             key = (update_g, tuple(bool(getattr(m, "active", False)) for m in self.discriminator.modules()
                                    if hasattr(m, "active")))
             logs = self._captured(x, key=key, update_g=update_g)
-            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-            for _ in range(1 + int(update_g)):  # the optimiser steps Lightning's wrappers would count
-                progress.increment_ready()
-                progress.increment_completed()
+            # the optimiser steps Lightning's wrappers would have counted (trainer.global_step, max_steps)
+            count_optimizer_steps(self.trainer, 1 + int(update_g))
         else:
             opt_g, opt_d = self.optimizers()
             if self._sync_grads:  # Lightning re-arms DDP's reducer before every step

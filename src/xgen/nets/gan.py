@@ -75,6 +75,11 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+# every BatchNorm layer, by torch's public classes (not their private base class)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+               nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
+
 @contextmanager
 def batch_stats(*modules: nn.Module) -> Iterator[None]:
     """Evaluate as in training but without side effects: dropout off, BatchNorm normalising with the
@@ -82,7 +87,7 @@ def batch_stats(*modules: nn.Module) -> Iterator[None]:
     (momentum 0). GAN discriminators see real and generated batches separately, so their running
     statistics are a mix of both and suit neither; this is the mode the Q head was trained in."""
     saved = [(m, m.training) for mod in modules for m in mod.modules()]
-    bns = [(m, m.momentum) for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [(m, m.momentum) for mod in modules for m in mod.modules() if isinstance(m, BATCH_NORMS)]
     try:
         for mod in modules:
             mod.eval()

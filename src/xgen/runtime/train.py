@@ -75,13 +75,13 @@ def build(cfg: DictConfig, run_dir: Path):
     from xgen.callbacks.checkpoint import install_atomic_io
 
     speed.apply(model, speed.options(cfg.get("speed")))  # channels_last, compile; cuda_graph at train start
-    speed.install_fast_hook_dispatch()  # Lightning calls only the hooks a callback or the model implements
     callbacks = [instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c]
     ckpt, resume_dir = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     loggers = build_loggers(cfg.get("logger"), run_dir, resume_dir, model_name=type(model).__name__,
                             group=sweep_group(cfg))
+    quiet = {} if cfg.trainer.get("profiler") else {"profiler": speed.NoProfiler()}  # docs/speed.md
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers,
-                          default_root_dir=str(run_dir))
+                          default_root_dir=str(run_dir), **quiet)
     install_atomic_io(trainer)  # every checkpoint read is checked as data, every write atomic (xgen.checkpoint.schema)
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger" and trainer.is_global_zero:
