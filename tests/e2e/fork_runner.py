@@ -7,7 +7,7 @@ once, then forks one child per command line (in order, one at a time): the child
 stderr to ``<prefix>.out`` / ``<prefix>.err``, turns every warning raised from a module of xgen into an
 error, shows every other warning once per place (as ``PYTHONWARNINGS=default`` would), and runs
 ``xgen.runtime.cli.main(argv)`` exactly as the ``xgen`` console script does. The exit status of each
-child goes to ``<prefix>.rc``. Used by tests/e2e/test_readme_commands.py (on a 2-core machine shared
+child goes to ``<prefix>.rc``, its wall time in seconds to ``<prefix>.time``. Used by tests/e2e/test_readme_commands.py (on a 2-core machine shared
 with other jobs, importing Lightning alone takes 10-20 s; twelve fresh interpreters would take minutes).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 
 
@@ -50,10 +51,17 @@ def child(argv: list[str], prefix: str) -> None:
 
 
 def run(jobs: list[dict]) -> None:
-    import xgen.runtime.cli  # noqa: F401  the expensive imports, once: torch, Lightning, Hydra
-    import xgen.runtime.cli.train  # noqa: F401
+    import importlib
+
+    # the expensive imports, once: torch, Lightning, Hydra, matplotlib and the modules the commands use
+    for name in ("xgen.runtime.cli", "xgen.runtime.cli.train", "xgen.runtime.train", "xgen.runtime.validate",
+                 "xgen.runtime.cli.eval", "xgen.runtime.cli.report", "xgen.runtime.cli.explain", "xgen.models",
+                 "xgen.data", "xgen.callbacks", "xgen.metrics", "xgen.explain", "lightning.pytorch",
+                 "lightning.pytorch.loggers", "hydra._internal.utils", "matplotlib.pyplot"):
+        importlib.import_module(name)
 
     for job in jobs:
+        start = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             child(job["argv"], job["out"])
@@ -61,6 +69,8 @@ def run(jobs: list[dict]) -> None:
         rc = os.waitstatus_to_exitcode(status)
         with open(job["out"] + ".rc", "w") as f:
             f.write(str(rc))
+        with open(job["out"] + ".time", "w") as f:
+            f.write(f"{time.perf_counter() - start:.1f}")
 
 
 if __name__ == "__main__":

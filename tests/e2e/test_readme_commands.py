@@ -85,7 +85,7 @@ def test_every_readme_shell_line_is_run_or_listed():
     assert len(cmds) >= 10 and any(c.startswith("xgen explain") for c in cmds) and any(" -m " in c for c in cmds)
 
 
-@pytest.mark.slow  # a dozen commands: ~2 min on a 2-core machine shared with other jobs
+@pytest.mark.slow  # 13 commands: 96 s on a 2-core machine shared with other jobs (imports paid once: 244 s before)
 def test_readme_commands_run_without_warnings_of_xgens(tmp_path, fashion_available):
     made: dict[str, Path] = {}
     jobs = []
@@ -108,5 +108,7 @@ def test_readme_commands_run_without_warnings_of_xgens(tmp_path, fashion_availab
         if rc != 0 or bad:
             failures.append(f"{job['readme']}  (ran: xgen {' '.join(job['argv'])}): exit {rc}, warnings {bad}\n"
                             f"{stderr[-2000:]}")
+    for job in jobs:  # shown with pytest -rA: where the time goes
+        print(f"{Path(job['out'] + '.time').read_text():>6} s  {job['readme']}")
     assert failures == [], "\n\n".join(failures)
     assert (made["<multirun dir>"] / "report.md").is_file()
