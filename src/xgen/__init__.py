@@ -5,4 +5,4 @@ callbacks (``xgen.callbacks``) and metrics (``xgen.metrics``); the ``xgen`` comm
 with Hydra (configs in ``xgen.conf``).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
