@@ -31,6 +31,7 @@ model                      Generative  Decodes  Embeds  Encodes PredictsCodes  A
 VAE, BetaVAE, InfoVAE      yes         yes      yes     yes     no             no
 GAN, DCGAN                 yes         yes      no      no      no             yes
 InfoGAN                    yes         yes      yes     no      yes            yes (+HasQ)
+KGAN                       yes         yes      no      no      no             no (k G/D pairs)
 Classifier                 no          no       no      no      no             no (Classifies)
 =========================  ==========  =======  ======  ======  =============  ===========
 

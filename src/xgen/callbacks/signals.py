@@ -50,7 +50,7 @@ def save_last(trainer: Any, run_dir: str | Path) -> str:
     if isinstance(cb, Checkpoint):
         return cb.save_last_now(trainer)
     path = str(Path(cb.dirpath if cb is not None else Path(run_dir) / "checkpoints") / "last.ckpt")
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)  # the full state (and no "weights_only was not set" line)
     return path
 
 
