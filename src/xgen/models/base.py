@@ -265,6 +265,9 @@ class XgenModule(TrainLog, L.LightningModule):
     value_range: tuple[float, float]
     image_shape: tuple[int, ...]
     resizable_buffers: tuple[str, ...] = ()
+    cuda_graph: bool = False
+    """Capture the whole training step as a CUDA graph when training starts, where the model has a
+    capturable step (``speed.cuda_graph=true`` sets it; :mod:`xgen.models.capture`)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Lightning asks every training step whether training_step takes batch_idx (inspect.getfullargspec,
@@ -342,7 +345,7 @@ class StepModule(XgenModule):
         return adam(self.parameters(), h.lr, h.betas, h.weight_decay)
 
     def on_train_start(self) -> None:
-        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true: not for automatic optimisation
+        if self.cuda_graph:  # speed.cuda_graph=true: not for automatic optimisation
             from lightning.pytorch.utilities import rank_zero_warn
 
             rank_zero_warn(f"speed.cuda_graph: training eagerly: {type(self).__name__} is optimised by Lightning's "

@@ -251,7 +251,7 @@ class GAN(XgenModule):
         ddp = getattr(self.trainer.strategy, "model", None)
         self._sync_grads = isinstance(ddp, DistributedDataParallel) and self.trainer.world_size > 1
         self._captured = None
-        if getattr(self, "_xgen_cuda_graph", False):  # speed.cuda_graph=true (xgen.models.capture)
+        if self.cuda_graph:  # speed.cuda_graph=true (xgen.models.capture)
             from xgen.models.capture import CapturedStep, capture_problem, make_capturable
 
             why = capture_problem(self.trainer, self)

@@ -54,7 +54,8 @@ def apply(model: nn.Module, opts: Mapping[str, bool]) -> nn.Module:
     if opts.get("compile"):
         for net in networks(model):
             net.compile()
-    model._xgen_cuda_graph = bool(opts.get("cuda_graph"))
+    if opts.get("cuda_graph"):
+        model.cuda_graph = True  # the model's public switch (xgen.models.base.XgenModule.cuda_graph)
     return model
 
 
