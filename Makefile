@@ -7,6 +7,9 @@ ARGS  ?=
 # PyTorch project's CPU-only wheel index on a machine without a GPU; README "Set up"). Empty: the
 # default index's wheels (on Linux x86-64 that is the CUDA build).
 TORCH_INDEX ?=
+# TEST_WORKERS: pytest-xdist processes for `make test` (whole test files per process, one torch thread each);
+# 2 fits the 2-core CI machine, more cores take more (make test TEST_WORKERS=8), 0 runs in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: install data run test test-fast test-floors bench bench-gpu bench-all clean help
 help:
@@ -41,10 +44,10 @@ run: install
 	xgen $(ARGS)
 
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(ARGS)
 
 # Its own clean venv (not the one `make install` fills): the pins in .ci/floors-constraints.txt.
 test-floors: data

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -86,7 +87,11 @@ def test_run_leaves_checkpoint_samples_metrics_and_resumes(compose, tmp_path):
     assert json.loads((run / "summary.json").read_text())["metrics"]["test/nelbo"] > 0
     # resume: one more epoch from last.ckpt continues the step count
     cfg2 = compose(FAST + ["trainer.max_epochs=2", "ckpt_path=last"])
-    s2 = train(cfg2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s2 = train(cfg2)
+    # Lightning's "Checkpoint directory ... exists and is not empty" is noise when the run continues itself
+    assert not [w for w in caught if "is not empty" in str(w.message)], [str(w.message) for w in caught]
     assert s2["epochs"] == 2 and s2["global_step"] == 2 * s["global_step"]
     epochs = [float(r["epoch"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("val/nelbo")]
     assert epochs == [0.0, 1.0]  # the resumed run appended to metrics.csv instead of replacing it

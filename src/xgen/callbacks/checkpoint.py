@@ -194,12 +194,15 @@ class Checkpoint(ModelCheckpoint):
               f"must be > 0 or null, got {every_n_minutes}")
         self.every_n_minutes = None if every_n_minutes is None else float(every_n_minutes)
         self._last_time = time.monotonic()
+        # set by whoever passes ckpt_path to fit (xgen's runtime does): Lightning's trainer.ckpt_path is only
+        # set after the callbacks' setup, where ModelCheckpoint warns that the folder is not empty
+        self.resuming = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         import warnings
 
         with warnings.catch_warnings():
-            if trainer.ckpt_path:  # resuming: of course the run's checkpoint folder holds its checkpoints
+            if self.resuming or trainer.ckpt_path:  # resuming: of course the run's folder holds its checkpoints
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
         install_atomic_io(trainer, self.dirpath)

@@ -310,6 +310,11 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
     finite_guard.attach(trainer)  # NaN/inf ends the run as failed, naming the step and the last good ckpt
     signals.attach(trainer, run_dir)  # configured (callbacks.stop_on_signal) or added; moved to the end
     resume.attach(trainer)  # configured (callbacks.resume_state) or added; after every other callback
+    from xgen.callbacks.checkpoint import Checkpoint
+
+    for cb in trainer.callbacks:  # no "checkpoint directory is not empty" warning when continuing a run
+        if isinstance(cb, Checkpoint):
+            cb.resuming = ckpt is not None
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     watch = signals.active()
