@@ -21,19 +21,23 @@ protocol               members
 :class:`Adversarial`   ``generator``, ``discriminator`` (returns (logits, features)), ``latent``,
                        ``last_losses`` (the last training step's losses, detached)
 :class:`HasQ`          ``q(features)`` -> (categorical logits, means, log-variances)
+:class:`Conditional`   ``class_code`` (the categorical code that is the class), ``num_classes``,
+                       ``latent_for_class(labels, generator=None)`` -> latents asking for those classes
 =====================  =====================================================================
 
 Which of xgen's models provide what (tested in ``tests/models/test_model_template.py``):
 
-=========================  ==========  =======  ======  ======  =============  ===========
-model                      Generative  Decodes  Embeds  Encodes PredictsCodes  Adversarial
-=========================  ==========  =======  ======  ======  =============  ===========
-VAE, BetaVAE, InfoVAE      yes         yes      yes     yes     no             no
-GAN, DCGAN                 yes         yes      no      no      no             yes
-InfoGAN                    yes         yes      yes     no      yes            yes (+HasQ)
-KGAN                       yes         yes      no      no      no             no (k G/D pairs)
-Classifier                 no          no       no      no      no             no (Classifies)
-=========================  ==========  =======  ======  ======  =============  ===========
+=========================  ==========  =======  ======  ======  =============  ================  ===========
+model                      Generative  Decodes  Embeds  Encodes PredictsCodes  Adversarial       Conditional
+=========================  ==========  =======  ======  ======  =============  ================  ===========
+VAE, BetaVAE, InfoVAE      yes         yes      yes     yes     no             no                no
+GAN, DCGAN                 yes         yes      no      no      no             yes               no
+InfoGAN                    yes         yes      yes     no      yes            yes (+HasQ)       no
+SSInfoGAN, ACGAN           yes         yes      yes     no      yes            yes (+HasQ)       yes
+CGAN                       yes         yes      no      no      no             yes               yes
+KGAN                       yes         yes      no      no      no             no (k G/D pairs)  no
+Classifier                 no          no       no      no      no             no (Classifies)   no
+=========================  ==========  =======  ======  ======  =============  ================  ===========
 
 The representation a metric scores (``embed``): a VAE's posterior mean; InfoGAN's Q read on the
 image, in the latent's code layout — softmax probabilities of each categorical code then the means
@@ -51,7 +55,7 @@ from xgen.errors import XgenError
 from xgen.latent import LatentSpec
 
 __all__ = ["Posterior", "Generative", "Decodes", "Embeds", "Encodes", "PredictsCodes", "HasLikelihood",
-           "Classifies", "Adversarial", "HasQ", "CapabilityError", "require", "capabilities",
+           "Classifies", "Adversarial", "HasQ", "Conditional", "CapabilityError", "require", "capabilities",
            "value_range_of"]
 
 
@@ -167,8 +171,19 @@ class HasQ(Protocol):
     def q(self, features: Tensor) -> tuple[list[Tensor], Tensor, Tensor]: ...
 
 
+@runtime_checkable
+class Conditional(Protocol):
+    """Generates the class it is asked for: categorical code ``class_code`` of the latent is the label
+    (cGAN, AC-GAN, semi-supervised InfoGAN), so ``cat<class_code> = k`` draws class ``k`` without matching."""
+
+    class_code: int
+    num_classes: int
+
+    def latent_for_class(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
+
+
 PROTOCOLS: tuple[type, ...] = (Generative, Decodes, Embeds, Encodes, PredictsCodes, HasLikelihood, Classifies,
-                               Adversarial, HasQ)
+                               Adversarial, HasQ, Conditional)
 
 
 class CapabilityError(XgenError, TypeError):

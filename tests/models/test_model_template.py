@@ -1,6 +1,6 @@
 """One template for every model: build from its Hydra config, train one step, save, load, compare.
 
-Each of xgen's eight models (k-GAN included) goes through the same checks (issue 9, "One test template for every
+Each of xgen's eleven models (k-GAN included) goes through the same checks (issue 9, "One test template for every
 model"): built by ``xgen.runtime.train.build`` from ``train.yaml`` with ``model=<name> data=digits``, one
 training step through Lightning, a checkpoint, :func:`xgen.models.load_model` giving back identical
 weights and identical outputs, the shapes and value range of ``generate``/``embed``, and exactly the
@@ -31,11 +31,15 @@ EXPECTED = {
     "gan": ("GAN", GAN_CAPS),
     "dcgan": ("DCGAN", GAN_CAPS),
     "infogan": ("InfoGAN", GAN_CAPS | {"Embeds", "PredictsCodes", "HasQ"}),
+    "ss_infogan": ("SSInfoGAN", GAN_CAPS | {"Embeds", "PredictsCodes", "HasQ", "Conditional"}),
+    "acgan": ("ACGAN", GAN_CAPS | {"Embeds", "PredictsCodes", "HasQ", "Conditional"}),
+    "cgan": ("CGAN", GAN_CAPS | {"Conditional"}),
     "classifier": ("Classifier", {"Classifies"}),
     "kgan": ("KGAN", {"Generative", "Decodes"}),  # k generator/discriminator pairs: not one Adversarial pair
 }
 # smaller nets where the shipped ones would make the template slow (the checks are the same)
-SMALL = {"kgan": ["model.k=2", "model.generator.channels=[16,8,4]", "model.discriminator.channels=[8,16]",
+SMALL = {"ss_infogan": ["data.labels_per_class=3", "data.labelled_batch_size=8"],
+         "kgan": ["model.k=2", "model.generator.channels=[16,8,4]", "model.discriminator.channels=[8,16]",
                   "model.partition.kmeans_iters=2", "model.partition.sinkhorn_iters=20"]}
 FAST = ["data=digits", "data.batch_size=32", "callbacks=none", "logger=csv", "trainer.accelerator=cpu",
         "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",

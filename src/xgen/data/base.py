@@ -37,6 +37,7 @@ from typing import Callable, Iterator, Sequence
 import lightning as L
 import torch
 
+from xgen.data.labelled import UNLABELLED, check_subset_args, labelled_subset
 from xgen.errors import ConfigError, check
 
 Tensor = torch.Tensor
@@ -77,10 +78,16 @@ class TensorBatches:
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, shuffle: bool,
                  drop_last: bool, value_range: Sequence[float], seed: int = 0,
                  epoch_fn: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
-                 position_fn: Callable[[], int] | None = None, prefetch: bool | None = None):
+                 position_fn: Callable[[], int] | None = None, prefetch: bool | None = None,
+                 labelled: tuple[Tensor, Tensor] | None = None, labelled_batch_size: int = 0):
         if images.dtype != torch.uint8:
             raise TypeError(f"images must be uint8, got {images.dtype}")
         self.images, self.labels = images, labels
+        # semi-supervised training: (indices into images, their labels) of the labelled subset this
+        # process draws from; every batch gets labelled_batch_size of them appended (after the stream)
+        self.labelled = labelled if labelled is not None and labelled[0].numel() and labelled_batch_size else None
+        self.labelled_batch_size = int(labelled_batch_size) if self.labelled is not None else 0
+        self._tail: Tensor | None = None
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.value_range = tuple(value_range)
         self.seed, self.epoch_fn = int(seed), epoch_fn
@@ -131,8 +138,20 @@ class TensorBatches:
             raise ConfigError(f"checkpoint: the data loader position (epoch {epoch}, batch {done}) is not one a run reaches.")
         self._resume = (epoch, done)
 
+    def _tail_order(self) -> Tensor | None:
+        """This epoch's labelled draws: positions into ``labelled``, ``labelled_batch_size`` per batch,
+        from passes over the subset each in its own order (a function of seed, epoch and rank)."""
+        if self.labelled is None:
+            return None
+        n_lab, need = self.labelled[0].numel(), len(self) * self.labelled_batch_size
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch() * 7_919 + self.rank * 104_729 + 1)
+        passes = -(-need // n_lab)
+        order = torch.cat([torch.randperm(n_lab, generator=g) for _ in range(max(passes, 1))])[:need]
+        return order.to(self.labelled[0].device, non_blocking=True)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices()
+        self._tail = self._tail_order()
         start = 0
         if self._resume is not None:
             if self._resume[0] == self._epoch():
@@ -157,7 +176,13 @@ class TensorBatches:
     def _batch(self, idx: Tensor, b: int) -> tuple[Tensor, Tensor]:
         """Batch ``b`` of the order ``idx``: images scaled to the value range, and their labels."""
         sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
-        return to_value_range(self.images[sel], self.value_range), self.labels[sel]
+        if self._tail is None:
+            return to_value_range(self.images[sel], self.value_range), self.labels[sel]
+        m = self.labelled_batch_size
+        pos = self._tail[b * m:(b + 1) * m]
+        lab_idx, lab_y = self.labelled[0][pos], self.labelled[1][pos]
+        return (to_value_range(self.images[torch.cat([sel, lab_idx])], self.value_range),
+                torch.cat([self.labels[sel], lab_y]))
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -178,7 +203,16 @@ class InMemoryDataModule(L.LightningDataModule):
         on_device: move the tensors to the training device once (``True``) or keep them in host
             memory and copy each batch (``False``).
         download: allow downloading missing files when online.
-        seed: seed of the train/val split and of the shuffling.
+        seed: seed of the train/val split, of the shuffling and of the labelled subset.
+        labels_per_class, label_fraction: keep the training labels of only this many images per class
+            (or this fraction of each class), drawn by ``seed`` from the training split after the
+            validation split is carved out (:mod:`xgen.data.labelled`). Then every training image in the
+            shuffled stream carries the label -1, and each training batch gets ``labelled_batch_size``
+            images of the labelled subset appended with their labels (a batch of ``batch_size +
+            labelled_batch_size``; under DDP each process draws from its own share of the subset).
+            ``None`` (both, the default): every training label, plain batches, as before. Validation,
+            test and :meth:`factors` always keep every label.
+        labelled_batch_size: labelled images appended to every training batch (semi-supervised only).
     """
 
     name: str = "dataset"
@@ -190,8 +224,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def __init__(self, root: str | None = None, batch_size: int = 128, eval_batch_size: int | None = None,
                  val_size: int | float = 5000, train_subset: int | None = None,
                  value_range: Sequence[float] | None = None, on_device: bool = True,
-                 download: bool = True, seed: int = 0):
+                 download: bool = True, seed: int = 0, labels_per_class: int | None = None,
+                 label_fraction: float | None = None, labelled_batch_size: int = 32):
         super().__init__()
+        check_subset_args(labels_per_class, label_fraction)
+        check(int(labelled_batch_size) >= 1, "data.labelled_batch_size", f"must be >= 1, got {labelled_batch_size}")
         check(int(batch_size) >= 1, "data.batch_size", f"must be >= 1, got {batch_size}")
         check(eval_batch_size is None or int(eval_batch_size) >= 1, "data.eval_batch_size",
               f"must be >= 1 or null, got {eval_batch_size}")
@@ -209,6 +246,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.on_device = on_device
         self.download_allowed = download
         self.seed = int(seed)
+        self.labels_per_class = None if labels_per_class is None else int(labels_per_class)
+        self.label_fraction = None if label_fraction is None else float(label_fraction)
+        self.labelled_batch_size = int(labelled_batch_size)
+        self._train_labels: Tensor | None = None  # the training labels batches carry (masked: -1)
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._factors: dict[str, Tensor] = {}  # from load_split's optional third element
         self._device_splits: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
@@ -311,6 +352,28 @@ class InMemoryDataModule(L.LightningDataModule):
         vr = self.value_range if value_range is None else parse_value_range(value_range, "value_range")
         return to_value_range(x[int(start):stop], vr), y[int(start):stop]
 
+    # ----------------------------------------------------------------------------- labelled subset
+    @property
+    def semi_supervised(self) -> bool:
+        """Whether training batches carry only a labelled subset's labels (``labels_per_class`` or
+        ``label_fraction`` set)."""
+        return self.labels_per_class is not None or self.label_fraction is not None
+
+    def labelled_indices(self) -> Tensor:
+        """Indices into ``split("train")`` of the images whose label training batches carry (all of
+        them unless ``labels_per_class`` / ``label_fraction`` is set)."""
+        _, y = self.split("train")
+        return labelled_subset(y, self.labels_per_class, self.label_fraction, seed=self.seed,
+                               num_classes=self._label_classes())
+
+    def train_labels(self) -> Tensor:
+        """The labels the shuffled training stream carries: the training split's, or -1 for every image
+        when semi-supervised (the labelled subset's labels come with the appended images only)."""
+        if self._train_labels is None:
+            _, y = self.split("train")
+            self._train_labels = torch.full_like(y, UNLABELLED) if self.semi_supervised else y
+        return self._train_labels
+
     # ----------------------------------------------------------------------------- factors
     @property
     def factor_names(self) -> list[str]:
@@ -383,6 +446,8 @@ class InMemoryDataModule(L.LightningDataModule):
         key = (split, str(device))
         if key not in self._device_splits:
             x, y = self.split(split)
+            if split == "train":
+                y = self.train_labels()
             self._device_splits = {k: v for k, v in self._device_splits.items() if k[1] == str(device)}
             self._device_splits[key] = (x.to(device), y.to(device))
         return self._device_splits[key]
@@ -395,12 +460,21 @@ class InMemoryDataModule(L.LightningDataModule):
         if drop_last and x.shape[0] // world < batch_size:
             raise ConfigError(f"data.batch_size: {batch_size} is larger than the {x.shape[0] // world} "
                               f"'{split}' images each process gets; lower data.batch_size.")
-        return TensorBatches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last,
+        labelled = None
+        if split == "train" and self.semi_supervised:
+            keep = self.labelled_indices()[rank::world]  # this process's share of the labelled subset
+            labelled = (keep.to(x.device), self.split("train")[1][keep].to(x.device))
+        return self._batches(x, y, batch_size, shuffle=shuffle, drop_last=drop_last, labelled=labelled,
+                             labelled_batch_size=self.labelled_batch_size,
                              value_range=self.value_range, seed=self.seed,
                              epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
                              rank=rank, world_size=world,
                              position_fn=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
                              if trainer is not None and shuffle else None)
+
+    def _batches(self, images: Tensor, labels: Tensor, batch_size: int, **kwargs) -> TensorBatches:
+        """The batch iterable of a split (subclasses return their own kind, e.g. repeated passes)."""
+        return TensorBatches(images, labels, batch_size, **kwargs)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.batch_size, shuffle=True, drop_last=True)

@@ -83,11 +83,7 @@ class DigitsDataModule(InMemoryDataModule):
             return x[:n_test], y[:n_test]
         return x[n_test:], y[n_test:]
 
-    def train_dataloader(self) -> TensorBatches:
-        base = super().train_dataloader()
-        if self.repeat == 1:
-            return base
-        return RepeatedBatches(base.images, base.labels, base.batch_size, shuffle=base.shuffle,
-                               drop_last=base.drop_last, value_range=base.value_range, seed=base.seed,
-                               epoch_fn=base.epoch_fn, rank=base.rank, world_size=base.world_size,
-                               repeat=self.repeat)
+    def _batches(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, **kwargs) -> TensorBatches:
+        if not kwargs.get("shuffle") or self.repeat == 1:  # validation and test: one pass
+            return super()._batches(images, labels, batch_size, **kwargs)
+        return RepeatedBatches(images, labels, batch_size, repeat=self.repeat, **kwargs)

@@ -31,10 +31,14 @@ class SVHNDataModule(InMemoryDataModule):
     def __init__(self, root: str | None = None, use_extra: bool = False, batch_size: int = 128,
                  eval_batch_size: int | None = None, val_size: int | float = 5000,
                  train_subset: int | None = None, value_range: list[float] | None = None,
-                 on_device: bool = True, download: bool = True, seed: int = 0):
+                 on_device: bool = True, download: bool = True, seed: int = 0,
+                 labels_per_class: int | None = None, label_fraction: float | None = None,
+                 labelled_batch_size: int = 32):
         super().__init__(root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, train_subset=train_subset, value_range=value_range,
-                         on_device=on_device, download=download, seed=seed)
+                         on_device=on_device, download=download, seed=seed,
+                         labels_per_class=labels_per_class, label_fraction=label_fraction,
+                         labelled_batch_size=labelled_batch_size)
         self.use_extra = bool(use_extra)
 
     def _dirs(self) -> list[Path]:

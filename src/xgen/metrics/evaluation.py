@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from xgen.protocols import Classifies, Generative, HasLikelihood, PredictsCodes
+from xgen.protocols import Classifies, Conditional, Generative, HasLikelihood, PredictsCodes
 
 STAGE_METRICS = ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall")
 
@@ -72,8 +72,12 @@ def vae_likelihood(model: HasLikelihood, images: torch.Tensor, k: int, iw_images
 
 def evaluate_model(model: torch.nn.Module, dm, extractor, split: str = "test", num_samples: int = 10000,
                    metrics: Sequence[str] = ("fid", "kid", "is", "pr"), batch_size: int = 500, seed: int = 0,
-                   iw_samples: int = 100, iw_images: int = 1000, cache_dir: str | None = None) -> dict[str, Any]:
-    """Every applicable measurement of one model, keyed ``<split>/<name>``."""
+                   iw_samples: int = 100, iw_images: int = 1000, cache_dir: str | None = None,
+                   classifier: Any = None) -> dict[str, Any]:
+    """Every applicable measurement of one model, keyed ``<split>/<name>``. For a
+    :class:`~xgen.protocols.Conditional` model also the class consistency of ``classifier`` (a
+    :class:`~xgen.protocols.Classifies`, e.g. xgen's shipped one) on ``num_samples`` generated images and,
+    with FID asked for, the FID of each class (:mod:`xgen.metrics.conditional`)."""
     from xgen.metrics.quality import cached_real_reference, generate_images, score
 
     images, labels = dm.split(split)
@@ -87,6 +91,16 @@ def evaluate_model(model: torch.nn.Module, dm, extractor, split: str = "test", n
         out.update({f"{split}/{k}": v for k, v in scores.items()})
         out["num_samples"] = num_samples
         out["extractor"] = extractor.cache_key
+    if isinstance(model, Conditional):
+        from xgen.metrics.conditional import class_consistency, per_class_fid
+
+        if classifier is not None:
+            cc = class_consistency(model, classifier, num_samples, batch_size, seed)
+            out[f"{split}/class_consistency"] = cc["accuracy"]
+            out[f"{split}/class_consistency_per_class"] = cc["per_class"]
+        if extractor is not None and "fid" in metrics:
+            out[f"{split}/fid_per_class"] = per_class_fid(model, images, labels, extractor, f"{dm.name}-{split}",
+                                                          num_samples, batch_size, seed, cache_dir)
     if isinstance(model, Classifies):  # xgen.models.Classifier
         from xgen.data import to_value_range
 

@@ -20,6 +20,8 @@ def capture_problem(trainer: Any, model: nn.Module) -> str | None:
     precision = str(getattr(getattr(trainer, "precision_plugin", None), "precision", "32-true"))
     if precision.startswith("16"):
         return f"precision {precision} (its gradient scaler steps on the host)"
+    if getattr(model, "uses_labels", False):
+        return f"{type(model).__name__} reads the batch's labels in its step (conditional models train eagerly)"
     if not hasattr(model, "graph_step"):
         return f"{type(model).__name__} has no capturable step (the GAN family has one)"
     from lightning.pytorch import Callback

@@ -200,18 +200,40 @@ class GAN(XgenModule):
     def g_extra(self, fake_features: torch.Tensor, codes: Codes, logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
 
-    def discriminator_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The discriminator's loss on a real batch and as many generated images."""
+    # ------------------------------------------------------------------ labels (conditional models)
+    uses_labels: bool = False
+    """Whether the training step reads the batch's labels (conditional and semi-supervised models)."""
+
+    def fake_labels(self, codes: Codes) -> torch.Tensor | None:
+        """The class a generated batch was asked for (conditional models: the class code); None here."""
+        return None
+
+    def condition(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logits for images of class ``labels`` (a conditional D adds its label term); unchanged here."""
+        return logits
+
+    def d_real_extra(self, real_features: torch.Tensor, labels: torch.Tensor | None,
+                     logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Extra discriminator-side loss on the real batch and its labels (-1: unlabelled); None here."""
+        return None
+
+    def discriminator_terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminator's loss on a real batch (labels ``y``, read by conditional models only) and
+        as many generated images."""
         codes = self.latent.sample_codes(x.shape[0], device=x.device)
         with torch.no_grad():
             fake = self.generator(self.latent.assemble(codes))
         if self.d_batch == "joint":
             logits, features = self.discriminator(torch.cat([x, fake]))
             b = x.shape[0]
-            real_logits, fake_logits, fake_features = logits[:b], logits[b:], features[b:]
+            real_logits, fake_logits = logits[:b], logits[b:]
+            real_features, fake_features = features[:b], features[b:]
         else:
-            real_logits, _ = self.discriminator(x)
+            real_logits, real_features = self.discriminator(x)
             fake_logits, fake_features = self.discriminator(fake)
+        if self.uses_labels:
+            real_logits = self.condition(real_logits, real_features, y)
+            fake_logits = self.condition(fake_logits, fake_features, self.fake_labels(codes))
         loss = discriminator_loss(self.loss_kind, real_logits, fake_logits)
         logs = {"loss_d": loss}
         if self.loss_kind == "wgan_gp":
@@ -221,6 +243,10 @@ class GAN(XgenModule):
         extra = self.d_extra(fake_features, codes, logs)
         if extra is not None:
             loss = loss + extra
+        if self.uses_labels:
+            extra = self.d_real_extra(real_features, y, logs)
+            if extra is not None:
+                loss = loss + extra
         return loss, logs
 
     def generator_terms(self, batch_size: int, real: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -233,6 +259,8 @@ class GAN(XgenModule):
             fake_logits, fake_features = logits[real.shape[0]:], features[real.shape[0]:]
         else:
             fake_logits, fake_features = self.discriminator(fake)
+        if self.uses_labels:
+            fake_logits = self.condition(fake_logits, fake_features, self.fake_labels(codes))
         loss = generator_loss(self.loss_kind, fake_logits)
         logs = {"loss_g": loss}
         extra = self.g_extra(fake_features, codes, logs)
@@ -298,6 +326,9 @@ class GAN(XgenModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = batch[0]
+        y = batch[1] if self.uses_labels else None
+        if y is not None and batch_idx == 0:
+            self.check_labels(y)
         update_g = (batch_idx + 1) % self.n_critic == 0
         if getattr(self, "_captured", None) is not None:
             # one graph per schedule state: the generator update and D's scheduled-dropout flags
@@ -312,13 +343,16 @@ class GAN(XgenModule):
                 self.trainer.strategy.model.require_backward_grad_sync = False
             # discriminator / critic every step, generator every n_critic-th step (xgen.models.step)
             logs = adversarial_step(
-                lambda: self.discriminator_terms(x), lambda: self.generator_terms(x.shape[0], x), opt_d, opt_g,
+                lambda: self.discriminator_terms(x, y), lambda: self.generator_terms(x.shape[0], x), opt_d, opt_g,
                 self._d_params, self._g_params, update_g=update_g, backward=self.manual_backward,
                 average=self._average_grads if self._sync_grads else None, **self._step_args(x))
         self._last_losses = logs
         # summed on the device, handed to the loggers every log_every_n_steps (xgen.models.base.TrainLog);
         # sync_dist: under DDP the values are means over every process's batches
         self.log_train(logs, x.shape[0])
+
+    def check_labels(self, y: torch.Tensor) -> None:
+        """Conditional models check the first batch's labels of every epoch (one host read)."""
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x = batch[0]

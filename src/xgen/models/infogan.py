@@ -54,6 +54,7 @@ class InfoGAN(GAN):
     """
 
     default_latent = LatentSpec(noise=62, categorical=[10], continuous=2)
+    default_q_head: Any = QHead
     default_generator = staticmethod(_paper_generator)
     default_discriminator = staticmethod(_paper_discriminator)
 
@@ -97,7 +98,7 @@ class InfoGAN(GAN):
                               "xgen.nets.gan.Discriminator)")
         spec = self._q_spec
         kwargs = dict(feature_dim=int(feat), categorical=self.latent.categorical, continuous=self.latent.continuous)
-        self.q_head = build(spec, QHead, "model.q_head", **kwargs)
+        self.q_head = build(spec, self.default_q_head, "model.q_head", **kwargs)
 
     def _check_heads(self, features: torch.Tensor) -> None:
         try:

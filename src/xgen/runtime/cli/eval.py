@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
     from xgen.metrics.features import build_extractor
     from xgen.metrics.quality import check_metrics
     from xgen.models import load_model
+    from xgen.protocols import Conditional
 
     metrics = check_metrics([m for m in args.metrics.split(",") if m], "--metrics")
     if args.num_samples < 2:
@@ -148,6 +149,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
             extractors[dm.name] = build_extractor(args.extractor, args.weights, dm.name, args.arch, device)
         return extractors[dm.name]
 
+    def classifier_for(dm):
+        """xgen's shipped classifier for the data (--arch), which names the class of generated images."""
+        from xgen.explain.common import shipped_classifier
+
+        key = f"classifier-{dm.name}"
+        if key not in extractors:
+            extractors[key] = shipped_classifier(dm.name, arch=args.arch).module.to(device).eval()
+        return extractors[key]
+
     common = dict(metrics=metrics, batch_size=args.batch_size, seed=args.seed, cache_dir=args.cache_dir)
     if args.real_vs_real or args.noise:
         dm = data_module(None, args.data or "fashion_mnist")
@@ -166,7 +176,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Path]]:
             model = load_model(str(ckpt), map_location=device)
             dm = data_module(rd, args.data)
             res = evaluate_model(model, dm, extractor_for(dm) if metrics else None, args.split, args.num_samples,
-                                 iw_samples=args.iw_samples, iw_images=args.iw_images, **common)
+                                 iw_samples=args.iw_samples, iw_images=args.iw_images,
+                                 classifier=classifier_for(dm) if isinstance(model, Conditional) else None, **common)
             if _wants_disentanglement(args.disentanglement, model, dm):
                 scores = disentanglement_scores(model, dm, num_train=args.disent_train, num_eval=args.disent_eval,
                                                 importance_model=args.dci_model, covariance_split=args.split,
