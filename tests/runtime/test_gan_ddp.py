@@ -15,8 +15,10 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def _run(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, list[str]]:
     run_dir = tmp_path / name
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "xgen", "model=infogan", "model/net=infogan_small", "data=digits", "debug=fast",
-           "callbacks=gan", f"hydra.run.dir={run_dir}", *overrides]  # the preset's own progress bar included
+    model = [o for o in overrides if o.startswith("model=")] or ["model=infogan"]
+    net = ["model/net=infogan_small"] if model[0] in ("model=infogan", "model=ss_infogan") else []
+    cmd = [sys.executable, "-m", "xgen", *model, *net, "data=digits", "debug=fast",
+           "callbacks=gan", f"hydra.run.dir={run_dir}", *[o for o in overrides if not o.startswith("model=")]]  # the preset's own progress bar included
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -36,6 +38,22 @@ def test_infogan_ddp_cpu_logs_the_same_keys_as_one_process(tmp_path):
         assert key in ddp["metrics"]
     # 2 processes x 5 batches each: both players stepped on every batch of every process
     assert ddp["global_step"] == single["global_step"] == 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ss_infogan", "acgan"])
+def test_label_reading_models_train_under_ddp_with_the_default_callbacks(tmp_path, model):
+    """Each process draws its labelled images from its own share of the subset (tests/data/test_labelled.py);
+    the supervised terms are logged as in one process."""
+    overrides = [f"model={model}", "data.labels_per_class=5", "data.labelled_batch_size=8"]
+    if model == "acgan":
+        overrides += ["model.generator.channels=[16,8]", "model.discriminator.channels=[8,16]"]
+    single, _ = _run(tmp_path, f"{model}_single", "trainer=cpu", *overrides)
+    ddp, _ = _run(tmp_path, f"{model}_ddp", "trainer=ddp_cpu", *overrides)
+    assert single["status"] == ddp["status"] == "completed"
+    assert set(ddp["metrics"]) == set(single["metrics"])
+    for key in ("train/loss_sup", "train/acc_sup", "val/cat_acc_direct", "test/cat_acc_direct"):
+        assert key in ddp["metrics"], sorted(ddp["metrics"])
 
 
 def _average_worker(rank: int, port: int, out) -> None:

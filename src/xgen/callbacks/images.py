@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
-from xgen.protocols import Decodes, Encodes, Generative
+from xgen.protocols import Conditional, Decodes, Encodes, Generative
 
 RAW = "raw"  # sub-folder of samples/ with the bare grids
 
@@ -123,15 +123,21 @@ class SampleGrids(L.Callback):
             self._trav_axes = (cat, cont)
         return self._trav.to(pl_module.device), self.trav_steps
 
-    def _traversal_labels(self, n_rows: int) -> dict:
-        """Row/column labels of the traversal grid: which code varies along which axis, and its values."""
+    def _traversal_labels(self, n_rows: int, pl_module=None, trainer=None) -> dict:
+        """Row/column labels of the traversal grid: which code varies along which axis, and its values
+        (for a :class:`~xgen.protocols.Conditional` model whose class code varies: the class names)."""
         cat, cont = self._trav_axes
         if cont is not None:
             vals = torch.linspace(self.trav_span[0], self.trav_span[1], self.trav_steps).tolist()
             cols, xlabel = [f"{v:.2f}" for v in vals], f"continuous code cont{cont} (value)"
         else:
             cols, xlabel = [str(c) for c in range(self.trav_steps)], "noise draw (no continuous code)"
-        if cat is not None:
+        if cat is not None and isinstance(pl_module, Conditional) and cat == pl_module.class_code:
+            names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
+            rows = [f"class {k}" + (f": {names[k]}" if k < len(names) and names[k] != str(k) else "")
+                    for k in range(n_rows)]
+            ylabel = f"class asked for (cat{cat}, the label)"
+        elif cat is not None:
             rows, ylabel = [f"cat{cat}={k}" for k in range(n_rows)], f"categorical code cat{cat} (category)"
         else:
             rows, ylabel = [f"draw {k}" for k in range(n_rows)], "noise draw (no categorical code)"
@@ -172,7 +178,7 @@ class SampleGrids(L.Callback):
             trav = self._fixed_traversal(pl_module)
             if trav is not None:
                 n_rows = len(trav[0]) // trav[1]
-                lab = self._traversal_labels(n_rows)
+                lab = self._traversal_labels(n_rows, pl_module, trainer)
                 paths.append(log_grid(trainer, "traversal", pl_module.generate(trav[0]), trav[1], vr,
                                       filename="traversal_final" if suffix else None,
                                       title=grid_title(trainer, pl_module, lab.pop("what"), final), **lab))

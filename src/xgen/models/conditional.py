@@ -101,28 +101,18 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
     With no labelled image in a batch (``data.labels_per_class=0``) the step is InfoGAN's own.
     """
 
-    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), latent: LatentSpec | Mapping | None = None,
-                 generator: NetSpec = None, discriminator: NetSpec = None, q_head: NetSpec = None,
-                 loss: str = "bce", lr_g: float = 1e-3, lr_d: float = 2e-4,
-                 betas_g: Sequence[float] = (0.5, 0.999), betas_d: Sequence[float] = (0.5, 0.999),
-                 n_critic: int = 1, gp_weight: float = 10.0, clip_value: float = 0.01,
-                 lambda_cat: float = 1.0, lambda_cont: float = 0.1, q_variance: str = "learned",
-                 info_in_d_step: bool = True, info_in_g_step: bool = True, eval_code: int | None = None,
-                 d_batch: str = "joint", supervised_code: int = 0, lambda_sup: float = 1.0,
-                 sup_d_body: bool = True):
+    def __init__(self, supervised_code: int = 0, lambda_sup: float = 1.0, sup_d_body: bool = True,
+                 eval_code: int | None = None, **kwargs: Any):
         check(float(lambda_sup) >= 0, "model.lambda_sup", f"the supervised weight must be >= 0, got {lambda_sup}")
-        spec = LatentSpec.from_config(latent if not isinstance(latent, LatentSpec) else latent.to_dict(),
+        latent = kwargs.get("latent")
+        spec = LatentSpec.from_config(latent.to_dict() if isinstance(latent, LatentSpec) else latent,
                                       default=self.default_latent)
         check(0 <= int(supervised_code) < spec.num_categorical, "model.supervised_code",
               f"the latent has {spec.num_categorical} categorical code(s) ({spec.categorical}); the class must "
               f"be one of them, got {supervised_code}")
         self.lambda_sup, self.sup_d_body = float(lambda_sup), bool(sup_d_body)
-        super().__init__(image_shape=image_shape, latent=latent, generator=generator, discriminator=discriminator,
-                         q_head=q_head, loss=loss, lr_g=lr_g, lr_d=lr_d, betas_g=betas_g, betas_d=betas_d,
-                         n_critic=n_critic, gp_weight=gp_weight, clip_value=clip_value, lambda_cat=lambda_cat,
-                         lambda_cont=lambda_cont, q_variance=q_variance, info_in_d_step=info_in_d_step,
-                         info_in_g_step=info_in_g_step,
-                         eval_code=int(supervised_code) if eval_code is None else int(eval_code), d_batch=d_batch)
+        # every other argument is InfoGAN's (model=ss_infogan composes model=infogan's config)
+        super().__init__(eval_code=int(supervised_code) if eval_code is None else int(eval_code), **kwargs)
         self._set_class_code(supervised_code, "model.supervised_code")
 
     def d_real_extra(self, real_features: torch.Tensor, labels: torch.Tensor | None,
