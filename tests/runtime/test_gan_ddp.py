@@ -40,22 +40,6 @@ def test_infogan_ddp_cpu_logs_the_same_keys_as_one_process(tmp_path):
     assert ddp["global_step"] == single["global_step"] == 10
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model", ["ss_infogan", "acgan"])
-def test_label_reading_models_train_under_ddp_with_the_default_callbacks(tmp_path, model):
-    """Each process draws its labelled images from its own share of the subset (tests/data/test_labelled.py);
-    the supervised terms are logged as in one process."""
-    overrides = [f"model={model}", "data.labels_per_class=5", "data.labelled_batch_size=8"]
-    if model == "acgan":
-        overrides += ["model.generator.channels=[16,8]", "model.discriminator.channels=[8,16]"]
-    single, _ = _run(tmp_path, f"{model}_single", "trainer=cpu", *overrides)
-    ddp, _ = _run(tmp_path, f"{model}_ddp", "trainer=ddp_cpu", *overrides)
-    assert single["status"] == ddp["status"] == "completed"
-    assert set(ddp["metrics"]) == set(single["metrics"])
-    for key in ("train/loss_sup", "train/acc_sup", "val/cat_acc_direct", "test/cat_acc_direct"):
-        assert key in ddp["metrics"], sorted(ddp["metrics"])
-
-
 def _average_worker(rank: int, port: int, out) -> None:
     import types
 
