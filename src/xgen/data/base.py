@@ -49,6 +49,14 @@ def to_value_range(x: Tensor, value_range: Sequence[float]) -> Tensor:
     return x.to(torch.float32).mul_((hi - lo) / 255.0).add_(lo)
 
 
+def convert_range(x: Tensor, src: Sequence[float], dst: Sequence[float]) -> Tensor:
+    """Map pixel values linearly from range ``src`` to range ``dst`` (differentiable)."""
+    (a, b), (c, d) = (float(src[0]), float(src[1])), (float(dst[0]), float(dst[1]))
+    if (a, b) == (c, d):
+        return x
+    return (x - a) * ((d - c) / (b - a)) + c
+
+
 def parse_value_range(value_range: Sequence[float], key: str = "data.value_range") -> tuple[float, float]:
     """``[low, high]`` as two floats with low < high, else a ConfigError naming ``key``."""
     try:

@@ -14,20 +14,13 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from xgen.data.base import convert_range
 from xgen.errors import ConfigError
 from xgen.latent import LatentSpec
 from xgen.protocols import Classifies, Generative, value_range_of
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
-
-
-def convert_range(x: Tensor, src: Sequence[float], dst: Sequence[float]) -> Tensor:
-    """Map pixel values linearly from range ``src`` to range ``dst`` (differentiable)."""
-    (a, b), (c, d) = (float(src[0]), float(src[1])), (float(dst[0]), float(dst[1]))
-    if (a, b) == (c, d):
-        return x
-    return (x - a) * ((d - c) / (b - a)) + c
 
 
 def to_unit(x: Tensor, value_range: Sequence[float]) -> Tensor:

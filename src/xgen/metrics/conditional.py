@@ -13,13 +13,10 @@ from typing import Any
 
 import torch
 
+from xgen.data.base import convert_range
 from xgen.protocols import Classifies, Conditional, Generative, require
 
 __all__ = ["class_consistency"]
-
-
-def _rescale(x: torch.Tensor, src: tuple[float, float], dst: tuple[float, float]) -> torch.Tensor:
-    return (x - src[0]) / (src[1] - src[0]) * (dst[1] - dst[0]) + dst[0]
 
 
 @torch.no_grad()
@@ -43,7 +40,7 @@ def class_consistency(model: Any, classifier: Any, n: int = 10_000, batch_size: 
     for start in range(0, labels.numel(), int(batch_size)):
         want = labels[start:start + int(batch_size)]
         images = gen.generate(cond.latent_for_class(want, generator=g))
-        x = _rescale(images.float(), tuple(gen.value_range), tuple(clf.value_range))
+        x = convert_range(images.float(), gen.value_range, clf.value_range)
         if device is not None:
             x = x.to(device)
         named, _ = clf.predict(x)

@@ -37,7 +37,15 @@ from xgen.models.infogan import InfoGAN
 from xgen.nets.gan import ConvDiscriminator, ConvGenerator
 from xgen.nets.infogan import QHead
 
-__all__ = ["ConditionalGenerator", "SSInfoGAN", "ACGAN", "CGAN"]
+__all__ = ["check_class_code", "ConditionalGenerator", "SSInfoGAN", "ACGAN", "CGAN"]
+
+
+def check_class_code(latent: LatentSpec, class_code: int, key: str) -> int:
+    """``class_code`` as an int, if it names one of ``latent``'s categorical codes; else a ConfigError at ``key``."""
+    check(0 <= int(class_code) < latent.num_categorical, key,
+          f"the latent has {latent.num_categorical} categorical code(s) ({latent.categorical}); the class must "
+          f"be one of them, got {class_code}")
+    return int(class_code)
 
 
 class ConditionalGenerator:
@@ -47,12 +55,6 @@ class ConditionalGenerator:
     uses_labels = True
     accepts_unlabelled = True  # training labels of -1 (outside a labelled subset) are skipped
     class_code: int
-
-    def _set_class_code(self, class_code: int, key: str) -> None:
-        check(0 <= int(class_code) < self.latent.num_categorical, key,
-              f"the latent has {self.latent.num_categorical} categorical code(s) "
-              f"({self.latent.categorical}); the class must be one of them, got {class_code}")
-        self.class_code = int(class_code)
 
     @property
     def num_classes(self) -> int:
@@ -105,15 +107,13 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
                  eval_code: int | None = None, **kwargs: Any):
         check(float(lambda_sup) >= 0, "model.lambda_sup", f"the supervised weight must be >= 0, got {lambda_sup}")
         latent = kwargs.get("latent")
-        spec = LatentSpec.from_config(latent.to_dict() if isinstance(latent, LatentSpec) else latent,
-                                      default=self.default_latent)
-        check(0 <= int(supervised_code) < spec.num_categorical, "model.supervised_code",
-              f"the latent has {spec.num_categorical} categorical code(s) ({spec.categorical}); the class must "
-              f"be one of them, got {supervised_code}")
+        # checked before InfoGAN's own checks, so that a wrong code is named as model.supervised_code
+        self.class_code = check_class_code(
+            LatentSpec.from_config(latent.to_dict() if isinstance(latent, LatentSpec) else latent,
+                                   default=self.default_latent), supervised_code, "model.supervised_code")
         self.lambda_sup, self.sup_d_body = float(lambda_sup), bool(sup_d_body)
         # every other argument is InfoGAN's (model=ss_infogan composes model=infogan's config)
-        super().__init__(eval_code=int(supervised_code) if eval_code is None else int(eval_code), **kwargs)
-        self._set_class_code(supervised_code, "model.supervised_code")
+        super().__init__(eval_code=self.class_code if eval_code is None else int(eval_code), **kwargs)
 
     def d_real_extra(self, real_features: torch.Tensor, labels: torch.Tensor | None,
                      logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -132,15 +132,13 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
         logs["acc_sup"] = ((logits.argmax(1) == labels).to(logits.dtype) * weight).sum() / count
         return self.lambda_sup * loss
 
-    def _eval_epoch_end(self, stage: str) -> None:
-        if self._eval_preds:  # the supervised code read directly: no matching of code values to classes
-            pred, labels = torch.cat(self._eval_preds), torch.cat(self._eval_labels)
-            if self.trainer.world_size > 1:
-                pred, labels = self.all_gather(pred).flatten(), self.all_gather(labels).flatten()
-            if self.eval_code == self.class_code:
-                self.log(f"{stage}/cat_acc_direct", float((pred == labels).to(torch.float32).mean()),
-                         sync_dist=True, reduce_fx="max")
-        super()._eval_epoch_end(stage)
+    def log_code_scores(self, stage: str, pred: torch.Tensor, labels: torch.Tensor) -> None:
+        """InfoGAN's ``cat_acc`` (after matching) and ``<stage>/cat_acc_direct``: the supervised code read
+        as the class, no matching."""
+        super().log_code_scores(stage, pred, labels)
+        if self.eval_code == self.class_code:
+            self.log(f"{stage}/cat_acc_direct", float((pred == labels).to(torch.float32).mean()),
+                     sync_dist=True, reduce_fx="max")
 
 
 class ACGAN(SSInfoGAN):
@@ -179,7 +177,7 @@ class CGAN(ConditionalGenerator, DCGAN):
         super().__init__(image_shape=image_shape, latent=latent, generator=generator, discriminator=discriminator,
                          loss=loss, lr_g=lr_g, lr_d=lr_d, betas_g=betas_g, betas_d=betas_d, n_critic=n_critic,
                          gp_weight=gp_weight, clip_value=clip_value, d_batch=d_batch)
-        self._set_class_code(class_code, "model.class_code")
+        self.class_code = check_class_code(self.latent, class_code, "model.class_code")
         self.class_embedding = nn.Embedding(self.num_classes, int(self.discriminator.feature_dim))
         nn.init.zeros_(self.class_embedding.weight)  # D starts unconditional and learns the label term
 

@@ -179,10 +179,15 @@ class InfoGAN(GAN):
         self._eval_preds, self._eval_labels = [], []
         if self.trainer.world_size > 1:
             pred, labels = self.all_gather(pred).flatten(), self.all_gather(labels).flatten()
+        self.log_code_scores(stage, pred, labels)
+
+    def log_code_scores(self, stage: str, pred: torch.Tensor, labels: torch.Tensor) -> None:
+        """Log the scores of Q's predictions ``pred`` of code ``eval_code`` on a whole split (gathered
+        from every process) against its ``labels``: ``<stage>/cat_acc``, after matching code values to
+        classes. Every process logs the same number, which a max over processes keeps exactly
+        (sync_dist: Lightning then knows it is a global value)."""
         k = self.latent.categorical[self.eval_code]
         acc = cluster_accuracy(pred, labels, num_clusters=k, num_classes=max(k, int(labels.max()) + 1))
-        # every process computed it on the gathered predictions: the same number on every rank, which
-        # a max over processes keeps exactly (sync_dist: Lightning then knows it is a global value)
         self.log(f"{stage}/cat_acc", float(acc), sync_dist=True, reduce_fx="max")
 
     def on_validation_epoch_end(self) -> None:
