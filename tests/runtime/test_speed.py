@@ -320,7 +320,7 @@ def test_progress_bar_redraws_on_time_and_at_the_last_batch(monkeypatch):
     due = []
     for b in range(1, 101):  # 100 batches, 10 ms apart: 1 s in all
         now[0] = b * 0.01
-        due.append(bar._due(b, 100))
+        due.append(bar.due(b, 100))
     drawn = [b for b, d in zip(range(1, 101), due) if d]
     # the first batch, then every 0.25 s (25 batches), and the last batch
     assert drawn == [1, 26, 51, 76, 100]

@@ -27,24 +27,27 @@ class ThrottledProgressBar(RichProgressBar):
                               "(no bar at all: callbacks.progress_bar=null)")
         super().__init__(refresh_rate=1, leave=leave, **kwargs)
         self.interval = 1.0 / float(refresh_per_second)
-        self._next = 0.0
+        self.next_draw = 0.0
 
-    def _due(self, current: int, total: float | int | None) -> bool:
+    def due(self, current: int, total: float | int | None) -> bool:
+        """Whether to redraw after batch ``current`` of ``total``: at most once per ``interval`` seconds,
+        and always at the last batch. Public names on purpose: an underscore name on a subclass of
+        Lightning's bar could shadow one of Lightning's own private members."""
         now = time.monotonic()
-        if now >= self._next or (total is not None and current >= total):
-            self._next = now + self.interval
+        if now >= self.next_draw or (total is not None and current >= total):
+            self.next_draw = now + self.interval
             return True
         return False
 
     # A disabled bar (the processes of rank > 0 under DDP) has no totals to read: hand straight to Lightning.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.is_disabled or self._due(batch_idx + 1, self.total_train_batches) or self.train_progress_bar_id is None:
+        if self.is_disabled or self.due(batch_idx + 1, self.total_train_batches) or self.train_progress_bar_id is None:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.is_disabled or self._due(batch_idx + 1, self.total_val_batches_current_dataloader):
+        if self.is_disabled or self.due(batch_idx + 1, self.total_val_batches_current_dataloader):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.is_disabled or self._due(batch_idx + 1, self.total_test_batches_current_dataloader):
+        if self.is_disabled or self.due(batch_idx + 1, self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
