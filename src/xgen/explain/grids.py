@@ -4,6 +4,9 @@ A 2-D traversal grid (discrete code down, a continuous code across) in which a c
 generated image with its predicted class and softmax confidence. Where two neighbouring cells of a row
 get different classes the continuous code crossed one of the classifier's *decision turning points*
 (fig. 4.27: coat → dress; fig. 4.28: sneaker → sandal); those are marked with a red bar and counted.
+
+For a :class:`~xgen.protocols.Conditional` model whose class code runs down the rows, each row is the
+class asked for ("class 3: Dress"), and the counts add how many cells the classifier reads as that class.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import Tensor, nn
 from xgen.explain.common import write_csv, ExplainedClassifier, as_classifier, to_unit
 from xgen.explain.figures import grid_figure
 from xgen.explain.traversals import Traversal, grid2d
+from xgen.protocols import Conditional
 
 __all__ = ["ExplainabilityGrid", "explainability_grid", "turning_points"]
 
@@ -38,6 +42,7 @@ class ExplainabilityGrid:
     confidence: Tensor       # (R, C)
     probs: Tensor            # (R, C, K)
     class_names: list[str]
+    asked: list[int] | None = None  # a Conditional model's rows: the class each row asks for (its class code)
 
     @property
     def turning_points(self) -> list[tuple[int, int]]:
@@ -61,7 +66,27 @@ class ExplainabilityGrid:
                 "distinct_classes": int(self.classes.unique().numel()),
                 "row_majority_class": dominant,
                 "mean_confidence": float(self.confidence.mean()),
-                "row_axis": self.traversal.row_axis, "col_axis": self.traversal.col_axis}
+                "row_axis": self.traversal.row_axis, "col_axis": self.traversal.col_axis,
+                **self.asked_counts()}
+
+    def asked_counts(self) -> dict:
+        """For class rows (a conditional model): the rows whose every cell the classifier reads as the
+        class asked for, and the share of such cells (the grid's class consistency)."""
+        if self.asked is None:
+            return {}
+        want = torch.tensor(self.asked)[:, None]
+        hit = self.classes == want
+        return {"rows_asked_class": int(hit.all(1).sum()), "cells_asked_class": round(float(hit.float().mean()), 4),
+                "rows_missing_asked_class": [self.row_names[r] for r in range(len(self.asked))
+                                             if not bool(hit[r].any())]}
+
+    @property
+    def row_names(self) -> list[str]:
+        """Row labels: "class k: name" for class rows, else the row code's values."""
+        if self.asked is None:
+            return [str(v) for v in self.traversal.row_values]
+        return [f"class {k}: {self.class_names[k]}" if self.class_names[k] != str(k) else f"class {k}"
+                for k in self.asked]
 
     def records(self) -> list[dict]:
         """One dict per cell: position, code values, class, confidence, and whether a turning point
@@ -75,7 +100,9 @@ class ExplainabilityGrid:
                 out.append({"row": r, "col": c, "row_code": t.row_axis, "row_value": float(t.row_values[r]),
                             "col_code": t.col_axis, "col_value": float(t.col_values[c]), "class": k,
                             "class_name": self.class_names[k], "confidence": round(float(self.confidence[r, c]), 6),
-                            "turning_point_right": (r, c) in tp})
+                            "turning_point_right": (r, c) in tp,
+                            **({"asked_class": self.asked[r], "is_asked_class": k == self.asked[r]}
+                               if self.asked is not None else {})})
         return out
 
     def save_csv(self, path: str | Path) -> Path:
@@ -93,10 +120,14 @@ class ExplainabilityGrid:
         text = [[f"{self.class_names[int(self.classes[r, c])][:11]}\n{float(self.confidence[r, c]):.2f}"
                  for c in range(self.classes.shape[1])] for r in range(self.classes.shape[0])]
         n = self.counts()
+        asked = (f"; {n['cells_asked_class']:.0%} of cells read as the class asked for"
+                 if self.asked is not None else "")
         title = title if title is not None else (
             f"Explainability Grid: {n['rows_one_class']}/{n['rows']} rows keep one class, "
-            f"{n['turning_points']} turning points (red)")
-        return grid_figure(to_unit(t.images, t.value_range), t.row_values, t.col_values, t.row_axis,
+            f"{n['turning_points']} turning points (red){asked}")
+        rows = self.row_names if self.asked is not None else t.row_values
+        ylabel = f"class asked for ({t.row_axis.split(' ')[0]}, the label)" if self.asked is not None else t.row_axis
+        return grid_figure(to_unit(t.images, t.value_range), rows, t.col_values, ylabel,
                            t.col_axis, title, path, cell_text=text, marks=self.turning_points, cell_inches=0.8)
 
 
@@ -112,4 +143,7 @@ def explainability_grid(model, classifier: ExplainedClassifier | nn.Module, row_
     t = grid2d(model, row_axis, col_axis, row_values, col_values, steps, span, base, seed)
     r, c = t.images.shape[:2]
     cls, conf, p = clf.predict(t.images.flatten(0, 1), t.value_range)
-    return ExplainabilityGrid(t, cls.view(r, c), conf.view(r, c), p.view(r, c, -1), list(clf.class_names))
+    asked = None
+    if isinstance(model, Conditional) and t.row_axis.split(" ")[0] == f"cat{int(model.class_code)}":
+        asked = [int(v) for v in t.row_values]  # rows of the class code: each asks for its class
+    return ExplainabilityGrid(t, cls.view(r, c), conf.view(r, c), p.view(r, c, -1), list(clf.class_names), asked)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from xgen.errors import ConfigError, XgenError
 from xgen.explain.common import module_device, to_unit
 from xgen.latent import LatentSpec
-from xgen.protocols import Decodes, Generative, Posterior, require
+from xgen.protocols import Conditional, Decodes, Generative, Posterior, require
 
 __all__ = ["InversionEncoder", "InvertedGAN", "train_inversion", "reconstruction_error", "save_encoder",
            "load_encoder", "FORMAT"]
@@ -97,6 +97,12 @@ class InvertedGAN(nn.Module):
         self.value_range = tuple(float(v) for v in gan.value_range)
         self.image_shape = tuple(gan.image_shape)
         self.refine_steps, self.refine_lr, self.prior_weight = int(refine_steps), float(refine_lr), float(prior_weight)
+        if isinstance(gan, Conditional):  # the pair keeps the contract: class_code of the latent is the label
+            self.class_code, self.num_classes = int(gan.class_code), int(gan.num_classes)
+
+    def latent_for_class(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The GAN's :meth:`~xgen.protocols.Conditional.latent_for_class` (a conditional GAN only)."""
+        return require(self.gan, Conditional, "latent_for_class").latent_for_class(labels, generator)
 
     def decode(self, z: Tensor) -> Tensor:
         return self.gan.decode(z)

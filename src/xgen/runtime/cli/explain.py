@@ -184,6 +184,8 @@ def cmd_decision_map(args) -> int:
     x, y = load_split(args.data, "test", args.data_root)
     idx = parse_indices(args.images, len(x))
     clf = load_classifier(args.classifier, args.data, device=args.device)
+    if args.as_class is not None:
+        return _class_swap(args, model, clf, x, y, idx, t0)
     dm = decision_maps(model, clf, images_in_range(x[idx], model.value_range), direction=args.direction,
                        gradient=args.gradient, delta=args.delta, step=args.step, max_step=args.max_step,
                        normalize=not args.raw, labels=y[idx], indices=idx)
@@ -207,6 +209,19 @@ def cmd_decision_map(args) -> int:
                 for k, v in scores.items() if v.dtype.is_floating_point and k != "class"}
     _print({"figure": str(pngs[0]), "figures": [str(p) for p in pngs], "json": str(js), "csv": str(cs),
             "maps": str(mp), **dm.summary(), "scores (mean over images; xgen explain evaluate for baselines)": measured,
+            "seconds": round(time.perf_counter() - t0, 2)})
+    return 0
+
+
+def _class_swap(args, model, clf, x, y, idx, t0) -> int:
+    """``decision-map --as-class``: each image decoded as the classes asked for (a conditional GAN)."""
+    from xgen.explain.class_swap import class_swap
+
+    targets = None if args.as_class == "all" else parse_indices(args.as_class, 10 ** 6, "--as-class")
+    cs = class_swap(model, clf, images_in_range(x[idx], model.value_range), targets=targets, labels=y[idx], indices=idx)
+    png = cs.figure(_out(args, f"{args.prefix}class_swap.png"), rows=args.figure_rows)
+    js, csv_p = cs.save_json(_out(args, f"{args.prefix}class_swap.json")), cs.save_csv(_out(args, f"{args.prefix}class_swap.csv"))
+    _print({"figure": str(png), "json": str(js), "csv": str(csv_p), **cs.summary(),
             "seconds": round(time.perf_counter() - t0, 2)})
     return 0
 
@@ -329,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="use the raw gradient (thesis) instead of a unit direction")
     p.add_argument("--figure-rows", type=int, default=8,
                    help="images (rows) per figure page; more images make more pages (default 8)")
+    p.add_argument("--as-class", default=None, metavar="all|K[,K...]",
+                   help="a conditional GAN (acgan, cgan, ss_infogan) with --encoder: decode each image as these "
+                        "classes (swap its class code) and map the difference, instead of the gradient search")
     p.set_defaults(func=cmd_decision_map)
 
     p = sub.add_parser("invert", help="train an inversion encoder for a GAN")
