@@ -94,7 +94,7 @@ _POSITIVE = {"SampleGrids": ("nrow", "every_n_epochs", "num_samples", "traversal
              "RichProgressBar": ("refresh_rate",), "TQDMProgressBar": ("refresh_rate",)}
 _TOP = {"seed": (int, type(None)), "test": (bool,), "skip_completed": (bool,), "jobs_per_gpu": (int,),
         "matmul_precision": (str, type(None)), "optimized_metric": (str, type(None)), "sweep_name": (str, type(None)),
-        "task_name": (str,), "ckpt_path": (str, type(None))}
+        "task_name": (str,), "ckpt_path": (str, type(None)), "dataset_defaults": (dict,)}
 
 
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
@@ -584,7 +584,8 @@ def precheck(overrides: list[str], config_dir: str | None = None, run_dir: str |
     return cfg
 
 
-GROUPS = ("data", "model", "callbacks", "logger", "trainer", "paths", "experiment", "hparams_search", "debug", "sweep")
+GROUPS = ("data", "model", "callbacks", "logger", "trainer", "paths", "experiment", "hparams_search", "debug", "sweep",
+          "model_data")
 
 
 def apply_value_overrides(cfg: Any, overrides: list[str]) -> Any:
