@@ -139,8 +139,10 @@ class ClassSwap:
         n = len(self.images) if rows is None else min(len(self.images), int(rows))
         k = len(self.targets)
         cell = 0.95
-        fig, axes = plt.subplots(2 * n, k + 2, figsize=(1.2 + (k + 2) * cell, 0.9 + 2 * n * (cell + 0.25)),
+        fig, axes = plt.subplots(2 * n, k + 2, figsize=(1.2 + (k + 2) * cell, 1.0 + 2 * n * (cell + 0.2)),
                                  squeeze=False)
+        h = fig.get_figheight()
+        fig.subplots_adjust(left=0.03, right=0.93, top=1 - 0.75 / h, bottom=0.25 / h, hspace=0.5, wspace=0.12)
         hits = self.hits
         for i in range(n):
             top, bot = axes[2 * i], axes[2 * i + 1]
@@ -171,7 +173,9 @@ class ClassSwap:
                 top[0].set_title("image", fontsize=7)
                 top[1].set_title("reconstruction", fontsize=7)
             if im is not None:
-                cb = fig.colorbar(im, ax=list(bot), fraction=0.02, pad=0.01, ticks=[-vmax, 0, vmax])
+                pos = bot[-1].get_position()  # one colour bar per image, right of its maps
+                cb = fig.colorbar(im, cax=fig.add_axes((pos.x1 + 0.006, pos.y0, 0.008, pos.height)),
+                                  ticks=[-vmax, 0, vmax])
                 cb.ax.set_yticklabels([f"{-vmax:.2f}", "0", f"{vmax:+.2f}"])
                 cb.ax.tick_params(labelsize=6)
                 cb.set_label("Δ pixel (0–1)", fontsize=6)
@@ -181,7 +185,7 @@ class ClassSwap:
                           f"(class code swapped, rest as encoded). Classifier reads the asked class in {hr} of "
                           f"{s['swaps']} swaps; maps (second row) = as class k − reconstruction, "
                           f"red brighter, blue darker")
-        fig.suptitle(wrap(title, fig.get_figwidth()), fontsize=8)
+        fig.suptitle(wrap(title, fig.get_figwidth()), fontsize=8, y=1 - 0.12 / fig.get_figheight())
         return save(fig, path, title)
 
 
