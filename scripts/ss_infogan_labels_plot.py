@@ -72,7 +72,7 @@ def main() -> None:
                    "read": runs[0]["read"]}
         print(f"{n:4d} labels/class: {rows[n]['mean']:.3f} ± {rows[n]['std']:.3f} over seeds {rows[n]['seeds']} "
               f"({rows[n]['read']}): " + ", ".join(f"{a:.4f}" for a in acc)
-              + (f"; after matching " + ", ".join(f"{a:.4f}" for a in rows[n]["matched"]) if n else ""))
+              + ("; after matching " + ", ".join(f"{a:.4f}" for a in rows[n]["matched"]) if n else ""))
     xs = list(range(len(rows)))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for x, (n, r) in zip(xs, rows.items()):
