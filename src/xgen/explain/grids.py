@@ -120,13 +120,13 @@ class ExplainabilityGrid:
         text = [[f"{self.class_names[int(self.classes[r, c])][:11]}\n{float(self.confidence[r, c]):.2f}"
                  for c in range(self.classes.shape[1])] for r in range(self.classes.shape[0])]
         n = self.counts()
-        asked = (f"; {n['cells_asked_class']:.0%} of cells read as the class asked for"
-                 if self.asked is not None else "")
+        asked = (f"; {n['cells_asked_class']:.0%} of cells read as the class asked for "
+                 f"(rows: the class asked for, {t.row_axis.split(' ')[0]})" if self.asked is not None else "")
         title = title if title is not None else (
             f"Explainability Grid: {n['rows_one_class']}/{n['rows']} rows keep one class, "
             f"{n['turning_points']} turning points (red){asked}")
         rows = self.row_names if self.asked is not None else t.row_values
-        ylabel = f"class asked for ({t.row_axis.split(' ')[0]}, the label)" if self.asked is not None else t.row_axis
+        ylabel = "" if self.asked is not None else t.row_axis  # the row labels name the classes; the title says so
         return grid_figure(to_unit(t.images, t.value_range), rows, t.col_values, ylabel,
                            t.col_axis, title, path, cell_text=text, marks=self.turning_points, cell_inches=0.8)
 
