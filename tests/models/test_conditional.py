@@ -71,9 +71,9 @@ def test_a_few_labels_bind_the_code_to_the_class(ss_run):
     print(f"direct code accuracy {direct:.3f}")
 
 
-# measured at 300 steps, seed 0: AC-GAN 0.825, cGAN 0.469 (its projection term starts at zero and the
+# measured at 300 steps, seed 0: AC-GAN 0.936 (0.825 with info_in_d_step=True), cGAN 0.469 (its projection term starts at zero and the
 # label reaches D only through it; AC-GAN's classifier is trained on the label directly); chance 0.1
-@pytest.mark.parametrize("cls,bar", [(ACGAN, 0.6), (CGAN, 0.3)])
+@pytest.mark.parametrize("cls,bar", [(ACGAN, 0.8), (CGAN, 0.3)])
 def test_a_conditional_model_draws_the_class_it_is_asked_for(cls, bar):
     from xgen.explain.common import shipped_classifier
 
