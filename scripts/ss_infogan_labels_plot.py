@@ -80,21 +80,24 @@ def main() -> None:
                    label="one seed" if x == 0 else None, zorder=3)
         ax.errorbar([x], [r["mean"]], yerr=[r["std"]], fmt="o", color="black", capsize=5, ms=6,
                     label="mean ± std over seeds" if x == 0 else None, zorder=4)
-        ax.annotate(f"{r['mean']:.3f}", (x, r["mean"]), textcoords="offset points", xytext=(10, -3), fontsize=8)
+        ax.annotate(f"{r['mean']:.3f}", (x, r["mean"]), textcoords="offset points", xytext=(-40, -3), fontsize=8)
         if n:  # the same runs read after matching: how far the code's values are from meaning the class
             ax.scatter([x + 0.12] * len(r["matched"]), r["matched"], facecolors="none", edgecolors="tab:orange",
                        s=22, label="same runs, after matching" if x == xs[-1] else None, zorder=3)
     ax.axhline(args.target, color="tab:green", ls="--", lw=1, label=f"target at 60 labels/class ({args.target:.2f})")
     ax.axhline(0.1, color="grey", ls=":", lw=1, label="chance (0.10)")
     ax.set_xticks(xs)
-    ax.set_xticklabels([f"{n}\n({'matched' if n == 0 else 'direct'})" for n in rows])
+    ax.set_xticklabels([f"{n}\n({'matched' if n == 0 else 'direct'}, {len(r['accuracy'])} seeds)"
+                        for n, r in rows.items()])
     ax.set_xlabel("labelled training images per class (how cat0 is read)")
     ax.set_ylabel("test accuracy of the categorical code cat0")
     ax.set_ylim(0, 1)
+    ax.set_xlim(-0.7, len(xs) - 0.5)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Semi-supervised InfoGAN on Fashion-MNIST, paper nets, 2 epochs\n"
-                 "cat0 read directly as the class (0 labels: after Hungarian matching)", fontsize=9)
+                 "cat0 read directly as the class" + (" (0 labels: after Hungarian matching)" if 0 in rows else ""),
+                 fontsize=9)
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
