@@ -84,19 +84,17 @@ class ClassSwap:
         hits, off = self.hits, self._off_diagonal()
         l1 = self.maps.abs().mean((2, 3))
         sparse = (self.maps.abs() > SPARSITY_THRESHOLD).float().mean((2, 3))
-        per_class = {}
-        for j, k in enumerate(self.targets):
-            m = off[:, j]
-            per_class[self.class_names[k]] = round(float(hits[m, j].float().mean()), 4) if bool(m.any()) else None
+        p_target = self.probs[:, torch.arange(len(self.targets)), torch.tensor(self.targets)]  # (B, K)
+
+        def over_swaps(values: Tensor, mask: Tensor, digits: int = 4) -> float | None:
+            return round(float(values[mask].float().mean()), digits) if bool(mask.any()) else None
+
         out = {"images": int(len(self.images)), "targets": [self.class_names[k] for k in self.targets],
-               "swaps": int(off.sum()),
-               "hit_rate": round(float(hits[off].float().mean()), 4) if bool(off.any()) else None,
-               "hit_rate_per_target": per_class,
-               "mean_prob_target": round(float(self.probs.gather(
-                   2, torch.tensor(self.targets).view(1, -1, 1).expand(len(self.images), -1, 1)).squeeze(2)[off].mean()), 4)
-               if bool(off.any()) else None,
-               "mean_abs_map": round(float(l1[off].mean()), 5) if bool(off.any()) else None,
-               "sparsity": round(float(sparse[off].mean()), 4) if bool(off.any()) else None,
+               "swaps": int(off.sum()), "hit_rate": over_swaps(hits, off),
+               "hit_rate_per_target": {self.class_names[k]: over_swaps(hits[:, j], off[:, j])
+                                       for j, k in enumerate(self.targets)},
+               "mean_prob_target": over_swaps(p_target, off), "mean_abs_map": over_swaps(l1, off, 5),
+               "sparsity": over_swaps(sparse, off),
                "reconstruction_keeps_class": round(float((self.reconstruction_class == self.encoded_class).float().mean()), 4),
                "settings": self.settings}
         if self.labels is not None:
