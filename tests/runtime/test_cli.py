@@ -84,7 +84,10 @@ def test_run_leaves_checkpoint_samples_metrics_and_resumes(compose, tmp_path):
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     val = [r for r in rows if r.get("val/nelbo")]
     assert val and 0 < float(val[-1]["val/nelbo"]) < 784 * 0.7  # well below a uniform model's 543 nats
-    assert json.loads((run / "summary.json").read_text())["metrics"]["test/nelbo"] > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["metrics"]["test/nelbo"] > 0
+    # CPU seconds of the process over fit and test: positive, and with one torch thread at most ~wall + slack
+    assert 0 < summary["cpu_time_s"] and summary["wall_time_s"] > 0
     # resume: one more epoch from last.ckpt continues the step count
     cfg2 = compose(FAST + ["trainer.max_epochs=2", "ckpt_path=last"])
     with warnings.catch_warnings(record=True) as caught:

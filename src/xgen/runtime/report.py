@@ -1,11 +1,14 @@
 """Sweep reports: one table and a few plots for a run or a multirun directory (``xgen report``).
 
 Every run directory (:class:`xgen.runtime.rundir.RunDir`) becomes a row, like thesis Table 4.2: job id, the
-overrides that distinguish it, status, wall time, and its final metrics. Outputs, written into the
-directory (or ``out``): ``report.csv``, ``report.md`` and PNG plots — each chosen metric against
-every swept numeric hyperparameter, and the per-epoch curves of every job (``curves.png``, one panel
-per logged key, each panel with its own legend; a job keeps its colour in every panel). The command
-line is :mod:`xgen.runtime.cli.report`.
+overrides that distinguish it, status, wall and CPU time, and its final metrics (with the split metrics of
+its eval.json, ``xgen eval``, for keys training did not log). Outputs, written into the directory (or
+``out``): ``report.csv``, ``report.md`` and PNG plots — each chosen metric against every swept numeric
+hyperparameter but the seed, and the per-epoch curves of every job (``curves.png``, one panel per logged
+key, each panel with its own legend; a job keeps its colour in every panel); one contact sheet of final
+sample grids per dataset; and when the seed is swept ``report_seeds.csv`` / ``report_seeds.md`` (mean ± std
+over seeds per cell) (:mod:`xgen.runtime.report_seeds`). The command line is
+:mod:`xgen.runtime.cli.report`.
 
 A run directory may come from someone else, so nothing in it is trusted (docs/hardening.md, "Reports"):
 cells a spreadsheet would evaluate are prefixed with ``'`` in report.csv, text in report.md is
@@ -17,24 +20,25 @@ replaces its name, never through a symbolic link that leads out of the output fo
 from __future__ import annotations
 
 import csv
-import html
 import io
 import itertools
 import json
 import math
 import os
-import re
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
 from xgen.errors import ConfigError
 from xgen.checkpoint.runs import RunDir, is_inside
+from xgen.runtime.report_cells import (Problems, csv_cell, excerpt, file_part, fmt, is_number, md_cell, plot_label,
+                                       printable, readable, swept_keys)
 from xgen.runtime.rundir import check_write_target
 
 DEFAULT_METRICS = ("val/nelbo", "val/rec", "val/kl", "val/mmd", "val/fid", "train/loss_d", "train/loss_g",
-                   "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/nelbo")
+                   "train/mi_cat", "train/mi_cont", "test/cat_acc", "test/cat_acc_direct", "test/nelbo",
+                   # from each job's eval.json (xgen eval), when there is one
+                   "test/fid", "test/is", "test/class_consistency", "test/mig", "test/dci_disentanglement")
 CURVE_KEYS = ("val/nelbo", "val/fid", "train/loss_d_epoch", "train/loss_g_epoch", "train/loss_epoch",
               "val/loss")
 
@@ -42,64 +46,9 @@ MAX_ROW_BYTES = 64 * 1024          # a metrics.csv row longer than this is skipp
 MAX_FILE_BYTES = 64 * 1024 * 1024  # read at most this much of one metrics.csv or summary.json
 MAX_TEXT = 1000                    # characters kept of one status / override / error text
 MAX_PLOTS = 60                     # metric-vs-hyperparameter plots written at most
-MAX_PROBLEMS_PER_FILE = 10         # warnings printed per file (then a count of the rest)
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP: a cell a spreadsheet may evaluate
-PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()|~])")  # Markdown punctuation that may start markup inside a cell
-BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-class Problems:
-    """Warnings about input that was left out, each ``file:line: what`` (at most
-    :data:`MAX_PROBLEMS_PER_FILE` per file, then one line with the count of the rest)."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._count: dict[str, int] = {}
-
-    def add(self, path: Path | str, line: int | None, message: str) -> None:
-        where = printable(str(path))
-        n = self._count[where] = self._count.get(where, 0) + 1
-        if n <= MAX_PROBLEMS_PER_FILE:
-            self._lines.append(f"{where}:{line}: {message}" if line else f"{where}: {message}")
-
-    @property
-    def lines(self) -> list[str]:
-        more = [f"{w}: {n - MAX_PROBLEMS_PER_FILE} more problems not shown" for w, n in self._count.items()
-                if n > MAX_PROBLEMS_PER_FILE]
-        return self._lines + more
-
-
-def printable(s: str) -> str:
-    """``s`` without control characters (terminal escapes, bidi overrides): tabs and line breaks become
-    spaces, the others U+FFFD."""
-    return "".join(" " if ch in "\t\n\r" else "\ufffd" if unicodedata.category(ch) == "Cc" or ch in BIDI else ch
-                   for ch in s)
-
-
-def excerpt(v: Any, n: int = 40) -> str:
-    """A short quoted form of a bad value for a warning (control characters escaped by repr)."""
-    s = repr(v[:n] + "..." if isinstance(v, str) and len(v) > n else v)
-    return s if len(s) <= 2 * n else s[:2 * n] + "..."
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # ----------------------------------------------------------------------------- reading a run's files
-def _readable(f: Path, root: Path, problems: Problems) -> bool:
-    """``f`` is a regular file inside ``root`` (a link to elsewhere is not read: its content would land
-    in the report)."""
-    if not f.is_file():
-        return False
-    if not is_inside(f, root):
-        problems.add(f, None, f"a link to {printable(str(f.resolve()))}, outside {printable(str(root))}; not read")
-        return False
-    return True
-
-
 def _line_of(text: str, key: str) -> int:
     """The line of ``text`` (JSON) where ``key`` first appears as a key (1 when not found)."""
     i = text.find(json.dumps(key) + ":")
@@ -113,7 +62,7 @@ def read_summary(run: RunDir, root: Path, problems: Problems) -> dict[str, Any] 
     summary.json"}`` when it is not UTF-8 JSON; a field of the wrong type is left out. Each problem is
     reported with the file and line."""
     p = run.summary_file
-    if not _readable(p, root, problems):
+    if not readable(p, root, problems):
         return None
     corrupt = {"status": "corrupt summary.json"}
     with open(p, "rb") as f:
@@ -156,12 +105,13 @@ def _checked_summary(s: dict, p: Path, text: str, problems: Problems) -> dict[st
             bad(key, "not a string", v)
     if "status" in s and "status" not in out:
         out["status"] = "corrupt summary.json"
-    v = s.get("wall_time_s")
-    if v is not None:
-        if _is_number(v):
-            out["wall_time_s"] = float(v)
-        else:
-            bad("wall_time_s", "not a number", v)
+    for key in ("wall_time_s", "cpu_time_s"):
+        v = s.get(key)
+        if v is not None:
+            if is_number(v):
+                out[key] = float(v)
+            else:
+                bad(key, "not a number", v)
     v = s.get("overrides")
     if v is not None:
         if not isinstance(v, list):
@@ -180,11 +130,35 @@ def _checked_summary(s: dict, p: Path, text: str, problems: Problems) -> dict[st
         else:
             out["metrics"] = {}
             for k, m in v.items():
-                if _is_number(m):
+                if is_number(m):
                     out["metrics"][k] = float(m)
                 else:
                     problems.add(p, _line_of(text, k), f"metrics.{printable(k)[:80]}: not a number ({excerpt(m)}); left out")
     return out
+
+
+def read_eval(run: RunDir, root: Path, problems: Problems) -> dict[str, float]:
+    """The numeric split metrics (``test/fid``, ``test/is``, ``test/mig``, ...) of a job's eval.json
+    (``xgen eval``): ``{}`` when there is none; a file that is not one JSON object, or too large, is left
+    out with a warning; fields that are not ``split/name`` numbers are ignored (name, paths, lists)."""
+    p = run.eval_file
+    if not readable(p, root, problems):
+        return {}
+    with open(p, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        problems.add(p, None, f"larger than {MAX_FILE_BYTES} bytes; not read")
+        return {}
+    try:
+        e = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        problems.add(p, None, f"not UTF-8 JSON ({printable(str(err))[:80]}); not read")
+        return {}
+    if not isinstance(e, dict):
+        problems.add(p, None, "not one JSON object (an eval.json of a whole multirun?); not read")
+        return {}
+    return {k[:MAX_TEXT]: float(v) for k, v in e.items()
+            if isinstance(k, str) and "/" in k and is_number(v) and math.isfinite(v)}
 
 
 def read_metrics_csv(path: Path, problems: Problems) -> list[tuple[int, dict[str, str]]]:
@@ -293,20 +267,14 @@ def collect(root: Path, problems: Problems | None = None) -> list[dict[str, Any]
                 k, v = o.split("=", 1)
                 params[k.lstrip("+~")] = _number(v)
         summary = summary or {}
+        metrics = dict(summary.get("metrics", {}))
+        for k, v in read_eval(run, root, problems).items():
+            metrics.setdefault(k, v)  # what training logged under the same key stays
         rows.append({"id": run.name, "dir": str(run.path), "model": _model_name(run, root),
                      "status": summary.get("status", "running or killed"), "overrides": overrides,
-                     "wall_time_s": summary.get("wall_time_s"), "error": summary.get("error"), "params": params,
-                     "metrics": summary.get("metrics", {}), "root": str(root)})
+                     "wall_time_s": summary.get("wall_time_s"), "cpu_time_s": summary.get("cpu_time_s"),
+                     "error": summary.get("error"), "params": params, "metrics": metrics, "root": str(root)})
     return rows
-
-
-def swept_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Override keys that take more than one value across jobs (the sweep's axes)."""
-    keys: dict[str, set] = {}
-    for r in rows:
-        for k, v in r["params"].items():
-            keys.setdefault(k, set()).add(str(v))
-    return [k for k, vals in keys.items() if len(vals) > 1 or any(k not in r["params"] for r in rows)]
 
 
 def metric_columns(rows: Sequence[dict[str, Any]], wanted: Sequence[str] | None) -> list[str]:
@@ -316,54 +284,16 @@ def metric_columns(rows: Sequence[dict[str, Any]], wanted: Sequence[str] | None)
     return [m for m in DEFAULT_METRICS if m in present]
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 # ----------------------------------------------------------------------------- safe cells and labels
-def csv_cell(v: Any) -> Any:
-    """A report.csv cell a spreadsheet shows and never evaluates: numbers stay numbers; text starting
-    with = + - @ tab or carriage return (after any spaces) gets a leading ``'`` (OWASP's CSV-injection
-    rule), unless it is a plain number such as ``-0.5``."""
-    if v is None:
-        return ""
-    if _is_number(v):
-        return v
-    s = str(v)
-    if s.lstrip(" ")[:1] in FORMULA_START and not PLAIN_NUMBER.fullmatch(s):
-        return "'" + s
-    return s
-
-
-def md_cell(v: Any) -> str:
-    """A report.md table cell that renders as its text: HTML special characters as entities, Markdown
-    punctuation backslash-escaped (no link, image, code or emphasis), no control characters."""
-    return MD_SPECIAL.sub(r"\\\1", html.escape(printable(_fmt(v))))
-
-
-def plot_label(v: Any, n: int = 80) -> str:
-    """Text for a matplotlib label or legend: ``$`` escaped (no mathtext), no control characters,
-    at most ``n`` characters."""
-    s = printable(str(v))
-    return (s[:n] + "..." if len(s) > n else s).replace("$", r"\$")
-
-
-def _file_part(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", s)[:60]
-
-
 def tables(rows: Sequence[dict[str, Any]], out: Path, metrics: Sequence[str]) -> tuple[bytes, bytes]:
     """The contents of report.csv and report.md."""
     axes = swept_keys(rows)
-    header = ["id", *axes, "status", *metrics, "wall_time_s", "overrides", "error"]
+    header = ["id", *axes, "status", *metrics, "wall_time_s", "cpu_time_s", "overrides", "error"]
     table = []
     for r in rows:
         table.append([r["id"], *[r["params"].get(k, "") for k in axes], r["status"],
-                      *[r["metrics"].get(m) for m in metrics], r["wall_time_s"], " ".join(r["overrides"]),
+                      *[r["metrics"].get(m) for m in metrics], r["wall_time_s"], r.get("cpu_time_s"),
+                      " ".join(r["overrides"]),
                       (r["error"] or "").splitlines()[0][:200] if (r["error"] or "").strip() else ""])
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -403,6 +333,8 @@ def metric_vs_param_pngs(rows: Sequence[dict[str, Any]], metrics: Sequence[str],
     ok = [r for r in rows if r["status"] == "completed"]
     axes = swept_keys(rows)
     for key in axes:
+        if key == "seed":  # a metric against the seed says nothing; report_seeds.md folds the seeds
+            continue
         vals = [r["params"].get(key) for r in ok]
         if not vals or not all(isinstance(v, float) for v in vals):
             continue
@@ -411,11 +343,11 @@ def metric_vs_param_pngs(rows: Sequence[dict[str, Any]], metrics: Sequence[str],
             groups: dict[str, list[tuple[float, float]]] = {}
             for r in ok:
                 if m in r["metrics"]:
-                    label = ", ".join(f"{k}={_fmt(r['params'].get(k))}" for k in others) or m
+                    label = ", ".join(f"{k}={fmt(r['params'].get(k))}" for k in others) or m
                     groups.setdefault(label, []).append((r["params"][key], r["metrics"][m]))
             if not groups:
                 continue
-            name = f"plot_{_file_part(m.replace('/', '_'))}_vs_{_file_part(key.replace('/', '_').replace('.', '_'))}.png"
+            name = f"plot_{file_part(m.replace('/', '_'))}_vs_{file_part(key.replace('/', '_').replace('.', '_'))}.png"
             if name in figs:
                 continue
             if len(figs) == MAX_PLOTS:
@@ -442,7 +374,7 @@ def metric_vs_param_pngs(rows: Sequence[dict[str, Any]], metrics: Sequence[str],
 
 def curve_label(row: dict[str, Any], axes: Sequence[str]) -> str:
     """A job's legend entry: its id, model class, and the swept values that are not the model choice."""
-    parts = [f"{k}={_fmt(row['params'].get(k))}" for k in axes if not (k == "model" and row.get("model"))]
+    parts = [f"{k}={fmt(row['params'].get(k))}" for k in axes if not (k == "model" and row.get("model"))]
     head = f"{row['id']}: {row['model']}" if row.get("model") else str(row["id"])
     return head + (", " + ", ".join(parts) if parts else "")
 
@@ -463,7 +395,7 @@ def curves_figure(rows: Sequence[dict[str, Any]], problems: Problems | None = No
     series: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
         f = RunDir(r["dir"]).metrics_csv
-        if not _readable(f, Path(r.get("root", r["dir"])), problems):
+        if not readable(f, Path(r.get("root", r["dir"])), problems):
             continue
         for lineno, line in read_metrics_csv(f, problems):
             keys = [k for k in CURVE_KEYS if line.get(k) not in (None, "")]
@@ -555,12 +487,21 @@ def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[st
     cols = metric_columns(rows, metrics)
     csv_bytes, md_bytes = tables(rows, folder, cols)
     files = {"report.csv": csv_bytes, "report.md": md_bytes}
+    from xgen.runtime import report_seeds
+
+    seeds = report_seeds.seed_table(rows, cols)
+    if seeds is not None:
+        files["report_seeds.csv"], files["report_seeds.md"] = report_seeds.seed_tables(seeds, str(folder))
     plots = metric_vs_param_pngs(rows, cols, problems)
     curves = curves_figure(rows, problems)
     if curves is not None:
         plots["curves.png"] = _png(curves)
+    sheets = report_seeds.contact_sheets(rows, root, problems)
+    plots.update({n: _png(f) for n, f in sheets.items()})
     write_outputs(folder, files | plots)
     return {"rows": rows, "csv": folder / "report.csv", "markdown": folder / "report.md",
-            "plots": [folder / n for n in plots], "warnings": problems.lines}
+            "seeds": (folder / "report_seeds.md") if seeds is not None else None,
+            "plots": [folder / n for n in plots], "contact_sheets": [folder / n for n in sheets],
+            "warnings": problems.lines}
 
 

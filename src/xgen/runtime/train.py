@@ -315,7 +315,7 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
     for cb in trainer.callbacks:  # no "checkpoint directory is not empty" warning when continuing a run
         if isinstance(cb, Checkpoint):
             cb.resuming = ckpt is not None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     watch = signals.active()
     if watch is not None and watch.signum is not None:  # a signal during the last validation
@@ -327,6 +327,8 @@ def _fit_and_test(cfg, run_dir, overrides, datamodule, model, trainer, ckpt) -> 
         metrics.update({k: float(v) for r in results for k, v in r.items()})
     summary = {"status": "interrupted" if trainer.interrupted else "completed",
                "wall_time_s": round(time.perf_counter() - start, 3),
+               # CPU seconds of this process (every thread) over fit, validation and test; on DDP rank 0's
+               "cpu_time_s": round(time.process_time() - cpu_start, 3),
                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                "metrics": dict(sorted(metrics.items())), "run_dir": str(run_dir),
                "overrides": list(overrides or []), "torch_threads": torch.get_num_threads(),

@@ -3,9 +3,12 @@
     xgen report outputs/train/multirun/2026-01-01_12-00-00      # writes into that directory
     xgen report <dir> --out reports/zoo --metrics val/nelbo val/fid
 
-Every job becomes a row (id, swept overrides, status, metrics, wall time; failed jobs marked);
-plots: each metric against each swept numeric hyperparameter, and curves.png (per-epoch curves,
-one panel per logged key, each with its own legend). Library: xgen.runtime.report.
+Every job becomes a row (id, swept overrides, status, metrics with those of its eval.json, wall and CPU
+time; failed jobs marked); plots: each metric against each swept numeric hyperparameter, curves.png
+(per-epoch curves, one panel per logged key, each with its own legend) and contact_<data>.png (the final
+sample grid of every job, one row per cell, one column per seed). When the seed is swept,
+report_seeds.md / .csv fold the seeds: mean ± std per cell (the defaults table, docs/defaults.md).
+Library: xgen.runtime.report, xgen.runtime.report_seeds.
 
 The directory may come from someone else: report.csv cells a spreadsheet would evaluate get a
 leading ', report.md shows all text as text, malformed metrics.csv rows and summary.json fields are
@@ -49,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     for w in res["warnings"]:
         print(f"xgen report: warning: {w}", file=sys.stderr)
     print(Path(res["markdown"]).read_text())  # escaped, no control characters: safe for a terminal
+    if res["seeds"] is not None:
+        print(Path(res["seeds"]).read_text())
     for r in res["rows"]:
         if r["status"] != "completed":
             first = (r["error"] or "").strip().splitlines()[:1]
             print(printable(f"job {r['id']}: {r['status']}" + (f" — {first[0][:200]}" if first else "")))
-    print(printable(f"xgen report: wrote {res['csv']}, {res['markdown']}" + "".join(f", {p}" for p in res["plots"])))
+    seeds = f", {res['seeds']}, {res['seeds'].with_suffix('.csv')}" if res["seeds"] is not None else ""
+    print(printable(f"xgen report: wrote {res['csv']}, {res['markdown']}{seeds}"
+                    + "".join(f", {p}" for p in res["plots"])))
     return 0
 
 
