@@ -55,6 +55,29 @@ def test_labels_change_the_step_and_are_logged():
     assert float(model.last_losses["loss_sup"]) > 0
 
 
+def test_the_entropy_term_is_the_mean_entropy_of_the_unlabelled_rows():
+    """lambda_ent adds the mean entropy (nats) of Q's supervised code over the unlabelled rows only,
+    computed by hand here from the same logits; with lambda_ent=0 the term is the cross-entropy alone."""
+    torch.manual_seed(0)
+    feats = torch.randn(6, 128)
+    labels = torch.tensor([3, -1, 0, -1, -1, 7])
+    terms = {}
+    for w in (0.0, 0.5):
+        torch.manual_seed(1)
+        model = SSInfoGAN(**SMALL_INFOGAN, lambda_ent=w, sup_d_body=False).eval()
+        logs: dict = {}
+        terms[w] = (model.d_real_extra(feats, labels, logs), logs)
+    logits = model.q(feats)[0][0]
+    p = logits.softmax(1)
+    entropy = -(p * p.log()).sum(1)[labels < 0].mean()
+    ce = torch.nn.functional.cross_entropy(logits[labels >= 0], labels[labels >= 0])
+    assert "ent_unlab" not in terms[0.0][1]
+    torch.testing.assert_close(terms[0.0][0], ce)
+    torch.testing.assert_close(terms[0.5][1]["ent_unlab"], entropy)
+    torch.testing.assert_close(terms[0.5][0], ce + 0.5 * entropy)
+    assert 0 < float(entropy.detach()) < float(torch.log(torch.tensor(10.0)))
+
+
 @pytest.fixture(scope="module")
 def ss_run():
     torch.manual_seed(0)
@@ -109,5 +132,7 @@ def test_bad_settings_name_their_key():
         SSInfoGAN(**SMALL_INFOGAN, supervised_code=1)
     with pytest.raises(ConfigError, match="model.lambda_sup"):
         SSInfoGAN(**SMALL_INFOGAN, lambda_sup=-1)
+    with pytest.raises(ConfigError, match="model.lambda_ent"):
+        SSInfoGAN(**SMALL_INFOGAN, lambda_ent=-0.5)
     with pytest.raises(ConfigError, match="model.latent"):
         CGAN(**SMALL_DCGAN, latent={"noise": 10, "categorical": [], "continuous": 0})

@@ -98,20 +98,24 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
         supervised_code: the categorical code bound to the class (``cat<k> = c`` generates class c).
         lambda_sup: weight of the supervised cross-entropy (nats per labelled image, batch mean).
         sup_d_body: whether that cross-entropy also trains D's body (the shared conv layers), not only Q's head.
+        lambda_ent: weight of the mean entropy of Q's supervised code on the *unlabelled* real images of the
+            batch (entropy minimisation, Grandvalet & Bengio 2004: the class boundary is pushed away from the
+            unlabelled data). 0 (default) leaves it out; it is computed only in a batch that has labels.
         eval_code: default ``supervised_code``; ``val/cat_acc_direct`` scores it without matching.
 
     With no labelled image in a batch (``data.labels_per_class=0``) the step is InfoGAN's own.
     """
 
     def __init__(self, supervised_code: int = 0, lambda_sup: float = 1.0, sup_d_body: bool = True,
-                 eval_code: int | None = None, **kwargs: Any):
+                 lambda_ent: float = 0.0, eval_code: int | None = None, **kwargs: Any):
         check(float(lambda_sup) >= 0, "model.lambda_sup", f"the supervised weight must be >= 0, got {lambda_sup}")
+        check(float(lambda_ent) >= 0, "model.lambda_ent", f"the entropy weight must be >= 0, got {lambda_ent}")
         latent = kwargs.get("latent")
         # checked before InfoGAN's own checks, so that a wrong code is named as model.supervised_code
         self.class_code = check_class_code(
             LatentSpec.from_config(latent.to_dict() if isinstance(latent, LatentSpec) else latent,
                                    default=self.default_latent), supervised_code, "model.supervised_code")
-        self.lambda_sup, self.sup_d_body = float(lambda_sup), bool(sup_d_body)
+        self.lambda_sup, self.sup_d_body, self.lambda_ent = float(lambda_sup), bool(sup_d_body), float(lambda_ent)
         # every other argument is InfoGAN's (model=ss_infogan composes model=infogan's config)
         super().__init__(eval_code=self.class_code if eval_code is None else int(eval_code), **kwargs)
 
@@ -130,7 +134,14 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
         loss = (ce * weight).sum() / count
         logs["loss_sup"] = loss
         logs["acc_sup"] = ((logits.argmax(1) == labels).to(logits.dtype) * weight).sum() / count
-        return self.lambda_sup * loss
+        if self.lambda_ent == 0:
+            return self.lambda_sup * loss
+        unlabelled = 1.0 - weight
+        logp = F.log_softmax(logits, dim=1)
+        entropy = -(logp.exp() * logp).sum(1)
+        ent = (entropy * unlabelled).sum() / unlabelled.sum().clamp(min=1.0)
+        logs["ent_unlab"] = ent
+        return self.lambda_sup * loss + self.lambda_ent * ent
 
     def log_code_scores(self, stage: str, pred: torch.Tensor, labels: torch.Tensor) -> None:
         """InfoGAN's ``cat_acc`` (after matching) and ``<stage>/cat_acc_direct``: the supervised code read
