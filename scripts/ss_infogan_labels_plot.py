@@ -6,7 +6,11 @@ Labelled runs are read as `test/cat_acc_direct` (Q's supervised code against the
 0-label runs as `test/cat_acc` (after Hungarian matching). Run directories are read, never executed:
 summary.json and config.yaml only.
 
-    python scripts/ss_infogan_labels_plot.py RUN_OR_SWEEP_DIR [...] --out docs/img/ss_infogan_labels_fmnist.png
+    python scripts/ss_infogan_labels_plot.py RUN_OR_SWEEP_DIR [...] --out docs/img/ss_infogan_labels_fmnist.png \
+        [--compare EARLIER.json --compare-label "the earlier recipe"]
+
+--compare draws the table of an earlier run of this script (its .json) beside the runs read now, in grey:
+the runs behind it need not exist any more.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ def main() -> None:
     ap.add_argument("roots", nargs="+", help="run directories or sweep directories")
     ap.add_argument("--out", default="docs/img/ss_infogan_labels_fmnist.png")
     ap.add_argument("--target", type=float, default=0.80, help="the issue's target at 60 labels per class")
+    ap.add_argument("--label", default="these runs", help="legend text of the runs read now")
+    ap.add_argument("--compare", help="an earlier table written by this script (.json), drawn in grey")
+    ap.add_argument("--compare-label", default="earlier recipe", help="legend text of --compare")
     args = ap.parse_args()
     table = collect(args.roots)
     if not table:
@@ -73,14 +80,23 @@ def main() -> None:
         print(f"{n:4d} labels/class: {rows[n]['mean']:.3f} ± {rows[n]['std']:.3f} over seeds {rows[n]['seeds']} "
               f"({rows[n]['read']}): " + ", ".join(f"{a:.4f}" for a in acc)
               + ("; after matching " + ", ".join(f"{a:.4f}" for a in rows[n]["matched"]) if n else ""))
+    earlier = {int(k): v for k, v in json.loads(Path(args.compare).read_text()).items()} if args.compare else {}
     xs = list(range(len(rows)))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
     for x, (n, r) in zip(xs, rows.items()):
+        if n in earlier and n:  # the earlier recipe, left of the runs read now
+            e = earlier[n]
+            ax.scatter([x - 0.3] * len(e["accuracy"]), e["accuracy"], color="grey", alpha=0.5, s=14, zorder=3)
+            ax.errorbar([x - 0.3], [e["mean"]], yerr=[e["std"]], fmt="s", color="grey", capsize=4, ms=5, zorder=4,
+                        label=f"{args.compare_label}: mean ± std" if not any(
+                            m in earlier for m in list(rows)[:x] if m) else None)
+            ax.annotate(f"{e['mean']:.3f}", (x - 0.3, e["mean"]), textcoords="offset points", xytext=(-34, -3),
+                        fontsize=7, color="dimgrey")
         ax.scatter([x] * len(r["accuracy"]), r["accuracy"], color="tab:blue", alpha=0.45, s=18,
-                   label="one seed" if x == 0 else None, zorder=3)
+                   label=f"{args.label}: one seed" if x == 0 else None, zorder=3)
         ax.errorbar([x], [r["mean"]], yerr=[r["std"]], fmt="o", color="black", capsize=5, ms=6,
-                    label="mean ± std over seeds" if x == 0 else None, zorder=4)
-        ax.annotate(f"{r['mean']:.3f}", (x, r["mean"]), textcoords="offset points", xytext=(-40, -3), fontsize=8)
+                    label=f"{args.label}: mean ± std over seeds" if x == 0 else None, zorder=4)
+        ax.annotate(f"{r['mean']:.3f}", (x, r["mean"]), textcoords="offset points", xytext=(8, 6), fontsize=8)
         if n:  # the same runs read after matching: how far the code's values are from meaning the class
             ax.scatter([x + 0.12] * len(r["matched"]), r["matched"], facecolors="none", edgecolors="tab:orange",
                        s=22, label="same runs, after matching" if x == xs[-1] else None, zorder=3)
@@ -92,7 +108,7 @@ def main() -> None:
     ax.set_xlabel("labelled training images per class (how cat0 is read)")
     ax.set_ylabel("test accuracy of the categorical code cat0")
     ax.set_ylim(0, 1)
-    ax.set_xlim(-0.7, len(xs) - 0.5)
+    ax.set_xlim(-0.8, len(xs) - 0.5)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Semi-supervised InfoGAN on Fashion-MNIST, paper nets, 2 epochs\n"

@@ -100,14 +100,17 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
         sup_d_body: whether that cross-entropy also trains D's body (the shared conv layers), not only Q's head.
         lambda_ent: weight of the mean entropy of Q's supervised code on the *unlabelled* real images of the
             batch (entropy minimisation, Grandvalet & Bengio 2004: the class boundary is pushed away from the
-            unlabelled data). 0 (default) leaves it out; it is computed only in a batch that has labels.
+            unlabelled data). 0 leaves it out; it is computed only in a batch that has labels, so with no
+            labels the step is still InfoGAN's. On Fashion-MNIST at 60 labels per class 0.3 raised the
+            direct test accuracy from 0.801 / 0.777 to 0.824 / 0.815 (seeds 0 / 2), at 10 labels per class
+            from 0.175 to 0.710 (seed 0; docs/conditional.md).
         eval_code: default ``supervised_code``; ``val/cat_acc_direct`` scores it without matching.
 
     With no labelled image in a batch (``data.labels_per_class=0``) the step is InfoGAN's own.
     """
 
     def __init__(self, supervised_code: int = 0, lambda_sup: float = 1.0, sup_d_body: bool = True,
-                 lambda_ent: float = 0.0, eval_code: int | None = None, **kwargs: Any):
+                 lambda_ent: float = 0.3, eval_code: int | None = None, **kwargs: Any):
         check(float(lambda_sup) >= 0, "model.lambda_sup", f"the supervised weight must be >= 0, got {lambda_sup}")
         check(float(lambda_ent) >= 0, "model.lambda_ent", f"the entropy weight must be >= 0, got {lambda_ent}")
         latent = kwargs.get("latent")
@@ -171,7 +174,8 @@ class ACGAN(SSInfoGAN):
     # while the shipped classifier reads them as the class asked for only 0.53 of the time on Fashion-MNIST;
     # on real images only, 0.885 at a FID of 59 instead of 99 (docs/conditional.md, seed 0, 2 epochs).
     ACGAN_DEFAULTS: dict[str, Any] = {"lr_g": 2e-4, "lr_d": 2e-4, "lambda_cont": 0.0, "q_variance": "fixed",
-                                      "d_batch": "separate", "supervised_code": 0, "info_in_d_step": False}
+                                      "d_batch": "separate", "supervised_code": 0, "info_in_d_step": False,
+                                      "lambda_ent": 0.0}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**{**self.ACGAN_DEFAULTS, **kwargs})
