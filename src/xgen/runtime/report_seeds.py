@@ -169,7 +169,8 @@ def contact_sheets(rows: Sequence[dict[str, Any]], root: Path, problems: Problem
         fig, ax = plt.subplots(len(keys), len(seeds), figsize=(2.3 * len(seeds) + 1.4, 2.4 * len(keys) + 0.8),
                                squeeze=False)
         for i, key in enumerate(keys):
-            label = "\n".join(plot_label(f"{k}={v}", 30) for k, v in zip(row_axes, key)) or "job"
+            label = "\n".join(plot_label(f"{k}={v}" if v != "" else f"{k}: not set", 30)  # not set: the job's default
+                               for k, v in zip(row_axes, key)) or "job"
             for c, s in enumerate(seeds):
                 a = ax[i][c]
                 a.set_xticks([])
