@@ -83,13 +83,14 @@ def main() -> None:
     earlier = {int(k): v for k, v in json.loads(Path(args.compare).read_text()).items()} if args.compare else {}
     xs = list(range(len(rows)))
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    compare_legend = f"{args.compare_label}: mean ± std"  # on the first grey mark only
     for x, (n, r) in zip(xs, rows.items()):
         if n in earlier and n:  # the earlier recipe, left of the runs read now
             e = earlier[n]
             ax.scatter([x - 0.3] * len(e["accuracy"]), e["accuracy"], color="grey", alpha=0.5, s=14, zorder=3)
             ax.errorbar([x - 0.3], [e["mean"]], yerr=[e["std"]], fmt="s", color="grey", capsize=4, ms=5, zorder=4,
-                        label=f"{args.compare_label}: mean ± std" if not any(
-                            m in earlier for m in list(rows)[:x] if m) else None)
+                        label=compare_legend)
+            compare_legend = None
             ax.annotate(f"{e['mean']:.3f}", (x - 0.3, e["mean"]), textcoords="offset points", xytext=(-34, -3),
                         fontsize=7, color="dimgrey")
         ax.scatter([x] * len(r["accuracy"]), r["accuracy"], color="tab:blue", alpha=0.45, s=18,

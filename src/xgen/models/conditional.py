@@ -133,14 +133,14 @@ class SSInfoGAN(ConditionalGenerator, InfoGAN):
         logits = self.q(feats)[0][self.class_code]
         weight = mask.to(logits.dtype)
         count = weight.sum()
-        ce = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+        logp = F.log_softmax(logits, dim=1)  # once, for the cross-entropy and the entropy term
+        ce = F.nll_loss(logp, labels.clamp(min=0), reduction="none")  # = F.cross_entropy(logits, ...)
         loss = (ce * weight).sum() / count
         logs["loss_sup"] = loss
         logs["acc_sup"] = ((logits.argmax(1) == labels).to(logits.dtype) * weight).sum() / count
         if self.lambda_ent == 0:
             return self.lambda_sup * loss
         unlabelled = 1.0 - weight
-        logp = F.log_softmax(logits, dim=1)
         entropy = -(logp.exp() * logp).sum(1)
         ent = (entropy * unlabelled).sum() / unlabelled.sum().clamp(min=1.0)
         logs["ent_unlab"] = ent

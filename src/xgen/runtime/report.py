@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from xgen.errors import ConfigError
 from xgen.checkpoint.runs import RunDir, is_inside
+from xgen.runtime import report_seeds
 from xgen.runtime.report_cells import (Problems, csv_cell, excerpt, file_part, fmt, is_number, md_cell, plot_label,
                                        printable, readable, swept_keys)
 from xgen.runtime.rundir import check_write_target
@@ -487,8 +488,6 @@ def report(root: str | Path, out: str | Path | None = None, metrics: Sequence[st
     cols = metric_columns(rows, metrics)
     csv_bytes, md_bytes = tables(rows, folder, cols)
     files = {"report.csv": csv_bytes, "report.md": md_bytes}
-    from xgen.runtime import report_seeds
-
     seeds = report_seeds.seed_table(rows, cols)
     if seeds is not None:
         files["report_seeds.csv"], files["report_seeds.md"] = report_seeds.seed_tables(seeds, str(folder))
